@@ -1,0 +1,235 @@
+//! The [`Bus`]: a handle on one broker connection, used to publish events and to build
+//! consuming [`Service`]s.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use tracing::Instrument;
+
+use crate::contract::{Event, EventDef, Exchange};
+use crate::envelope::{self, Origin};
+use crate::error::{ConnectError, PublishError, TopologyError};
+use crate::registry;
+use crate::service::Service;
+use crate::transport::{AmqpTransport, InMemoryBroker, Transport};
+
+/// The environment variable [`Bus::from_env`] reads the broker URL from.
+pub const AMQP_URL_ENV: &str = "AMQP_URL";
+
+/// A connection to a broker (RabbitMQ or the in-memory one) shared by publishers and services.
+/// Cheap to clone.
+///
+/// ```
+/// use event_manager::{Bus, Event, Exchange};
+/// use schemars::JsonSchema;
+/// use serde::{Deserialize, Serialize};
+///
+/// pub const ORDER: Exchange = Exchange::topic("order");
+///
+/// /// An order as it travels between services.
+/// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+/// #[event(exchange = ORDER, version = "1.2.0", events(submit, chargeback))]
+/// pub struct Order {
+///     pub id: u64,
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::in_memory().with_app_id("order");
+/// let mut billing = bus.service("billing_order");
+/// billing.bind(ORDER, "order.*.submit")?;
+/// billing.on(Order::SUBMIT, |order: Order, _ctx| async move {
+///     println!("charging order {}", order.id);
+///     Ok::<_, std::convert::Infallible>(())
+/// });
+/// let running = billing.start().await?;
+///
+/// Order { id: 7 }.submit(&bus).await?; // order.v1.submit, confirmed
+/// running.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<BusInner>,
+}
+
+struct BusInner {
+    transport: Arc<dyn Transport>,
+    app_id: String,
+    declared: RwLock<HashSet<&'static str>>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("app_id", &self.inner.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Optional settings of one publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// The AMQP `correlation_id`.
+    pub correlation_id: Option<String>,
+    /// Use this `message_id` instead of a fresh one (e.g. to re-send the same event).
+    pub message_id: Option<String>,
+    /// A W3C `traceparent` to carry in the headers.
+    pub traceparent: Option<String>,
+}
+
+/// What the broker confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The message id of the published message.
+    pub message_id: String,
+    /// The routing key it was published with.
+    pub routing_key: &'static str,
+}
+
+fn default_app_id() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "event-manager".to_owned())
+}
+
+impl Bus {
+    /// A bus over `transport`.
+    pub fn with_transport(transport: impl Transport) -> Self {
+        Self::from_arc(Arc::new(transport), default_app_id())
+    }
+
+    fn from_arc(transport: Arc<dyn Transport>, app_id: String) -> Self {
+        Self {
+            inner: Arc::new(BusInner {
+                transport,
+                app_id,
+                declared: RwLock::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// A bus over a new, private [`InMemoryBroker`].
+    pub fn in_memory() -> Self {
+        Self::with_transport(InMemoryBroker::new())
+    }
+
+    /// Connects to the broker at `url`: `amqp://` or `amqps://` for RabbitMQ, `memory://` for a
+    /// new in-memory broker. Checks the registered contracts first.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        registry::validate()?;
+        let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+        match scheme {
+            "memory" => Ok(Self::in_memory()),
+            "amqp" | "amqps" => Ok(Self::with_transport(AmqpTransport::connect(url).await?)),
+            other => Err(ConnectError::UnsupportedScheme {
+                scheme: other.to_owned(),
+            }),
+        }
+    }
+
+    /// Connects to the broker named by the `AMQP_URL` environment variable, or to a new
+    /// in-memory broker when it is unset or empty.
+    pub async fn from_env() -> Result<Self, ConnectError> {
+        match std::env::var(AMQP_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => Self::connect(url.trim()).await,
+            _ => Self::connect("memory://").await,
+        }
+    }
+
+    /// The same connection, publishing as `app_id` (the AMQP `app_id` and CloudEvents
+    /// `source`). Defaults to the executable's name.
+    pub fn with_app_id(&self, app_id: impl Into<String>) -> Self {
+        Self::from_arc(self.inner.transport.clone(), app_id.into())
+    }
+
+    /// The name this bus publishes as.
+    pub fn app_id(&self) -> &str {
+        &self.inner.app_id
+    }
+
+    /// The transport underneath, for topology management and tests.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// Declares `exchange` once per bus.
+    pub async fn declare_exchange(&self, exchange: Exchange) -> Result<(), TopologyError> {
+        let known = self
+            .inner
+            .declared
+            .read()
+            .map(|d| d.contains(exchange.name()))
+            .unwrap_or(false);
+        if !known {
+            self.inner.transport.declare_exchange(&exchange).await?;
+            if let Ok(mut d) = self.inner.declared.write() {
+                d.insert(exchange.name());
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes `payload` as `event` and returns once the broker confirmed it.
+    ///
+    /// The exchange is declared on first use. Fails with [`PublishError::Unroutable`] when no
+    /// queue is bound to receive the event.
+    pub async fn publish<T: Event>(
+        &self,
+        event: EventDef<T>,
+        payload: &T,
+    ) -> Result<Published, PublishError> {
+        self.publish_with(event, payload, &PublishOptions::default())
+            .await
+    }
+
+    /// [`Bus::publish`] with a correlation id, a chosen message id or a trace parent.
+    pub async fn publish_with<T: Event>(
+        &self,
+        event: EventDef<T>,
+        payload: &T,
+        options: &PublishOptions,
+    ) -> Result<Published, PublishError> {
+        let contract = event.contract();
+        let span = tracing::debug_span!(
+            "publish",
+            routing_key = contract.routing_key(),
+            version = contract.version_str()
+        );
+        async move {
+            self.declare_exchange(contract.exchange()).await?;
+            let message = envelope::encode(
+                contract,
+                payload,
+                &Origin {
+                    app_id: &self.inner.app_id,
+                    message_id: options.message_id.as_deref(),
+                    correlation_id: options.correlation_id.as_deref(),
+                    traceparent: options.traceparent.as_deref(),
+                },
+            )?;
+            let message_id = message.properties.message_id.clone().unwrap_or_default();
+            self.inner.transport.publish(message).await?;
+            Ok(Published {
+                message_id,
+                routing_key: contract.routing_key(),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A consuming service reading the durable queue `queue` (e.g. `billing_order`). Several
+    /// processes using the same queue name share its messages; different names each get every
+    /// message (fan-out).
+    pub fn service(&self, queue: impl Into<String>) -> Service {
+        Service::new(self.clone(), queue.into())
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        self.inner.transport.close().await;
+    }
+}

@@ -1,0 +1,354 @@
+//! The wire format: the one place that knows how an event becomes an AMQP message and back.
+//!
+//! A published event is a [`Message`] with
+//!
+//! * body: the payload as JSON (serde), UTF-8, `content_type = application/json`;
+//! * properties: `message_id` (unique per publish), `timestamp` (seconds), `type` = routing
+//!   key, `app_id` = publishing service, `correlation_id` when given, `delivery_mode = 2`;
+//! * headers: [`VERSION_HEADER`] with the full semver version, and the CloudEvents AMQP
+//!   binary-mode attributes with the `cloudEvents_` prefix (`cloudEvents_specversion`, `_id`,
+//!   `_type`, `_source`, `_time`, `_dataschema`), plus W3C `traceparent` when one is given.
+//!
+//! A consumer needs none of these headers: a message that carries only a routing key and a
+//! JSON body (as a Python service using kombu or pika sends it) is versioned by the `v<major>`
+//! word of its routing key.
+//!
+//! Messages moved to a retry or dead-letter queue keep body, properties and headers, and carry
+//! the original exchange and routing key in [`ORIGINAL_EXCHANGE_HEADER`] and
+//! [`ORIGINAL_ROUTING_KEY_HEADER`], the number of attempts made in [`ATTEMPTS_HEADER`]; dead
+//! letters add [`DEAD_LETTER_REASON_HEADER`], [`FAILED_AT_HEADER`] and [`SERVICE_HEADER`].
+
+use std::borrow::Cow;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::contract::EventContract;
+use crate::error::PublishError;
+use crate::message::{Headers, Message, Properties};
+use crate::routing::major_from_key;
+
+/// The content type of every event body.
+pub const CONTENT_TYPE: &str = "application/json";
+/// Header with the full semver version of the event contract (`1.2.0`).
+pub const VERSION_HEADER: &str = "x-event-version";
+/// Header with the number of delivery attempts already made (retries and dead letters).
+pub const ATTEMPTS_HEADER: &str = "x-attempts";
+/// Header with the exchange the event was first published to (retries and dead letters).
+pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
+/// Header with the routing key the event was first published with (retries and dead letters).
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+/// Header with why a message was dead-lettered.
+pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
+/// Header with when a message was dead-lettered (RFC 3339).
+pub const FAILED_AT_HEADER: &str = "x-failed-at";
+/// Header with the service (queue) that dead-lettered a message.
+pub const SERVICE_HEADER: &str = "x-dead-letter-queue";
+/// W3C trace context header.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// CloudEvents AMQP binding attribute headers (`cloudEvents_` prefix).
+pub mod cloud_events {
+    /// `cloudEvents_specversion`, always `1.0`.
+    pub const SPECVERSION: &str = "cloudEvents_specversion";
+    /// `cloudEvents_id`, equal to the AMQP `message_id`.
+    pub const ID: &str = "cloudEvents_id";
+    /// `cloudEvents_type`, the routing key.
+    pub const TYPE: &str = "cloudEvents_type";
+    /// `cloudEvents_source`, the publishing service.
+    pub const SOURCE: &str = "cloudEvents_source";
+    /// `cloudEvents_time`, RFC 3339.
+    pub const TIME: &str = "cloudEvents_time";
+    /// `cloudEvents_dataschema`, the `$id` of the payload's JSON Schema.
+    pub const DATASCHEMA: &str = "cloudEvents_dataschema";
+}
+
+/// The `$id` of the exported JSON Schema of the event published with `routing_key`.
+pub fn schema_id(routing_key: &str) -> String {
+    format!("urn:event-manager:schema:{routing_key}")
+}
+
+static ID_PREFIX: LazyLock<String> = LazyLock::new(|| {
+    let random = RandomState::new().hash_one((std::process::id(), SystemTime::now()));
+    format!("{random:016x}")
+});
+static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A new message id, unique across processes: a random per-process prefix and a counter.
+pub fn new_message_id() -> String {
+    let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n:x}", *ID_PREFIX)
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// What the publisher adds to an event besides the payload.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin<'a> {
+    pub app_id: &'a str,
+    pub message_id: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
+}
+
+/// Encodes `payload` as the message for `contract`.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    contract: &EventContract,
+    payload: &T,
+    origin: &Origin<'_>,
+) -> Result<Message, PublishError> {
+    let body = serde_json::to_vec(payload).map_err(|source| PublishError::Encode {
+        routing_key: contract.routing_key().to_owned(),
+        source,
+    })?;
+    let message_id = origin
+        .message_id
+        .map_or_else(new_message_id, str::to_owned);
+    let time = now();
+    let key = contract.routing_key();
+    let mut headers = Headers::new();
+    headers.insert(VERSION_HEADER, contract.version_str());
+    headers.insert(cloud_events::SPECVERSION, "1.0");
+    headers.insert(cloud_events::ID, message_id.as_str());
+    headers.insert(cloud_events::TYPE, key);
+    headers.insert(cloud_events::SOURCE, origin.app_id);
+    headers.insert(cloud_events::TIME, rfc3339(time));
+    headers.insert(cloud_events::DATASCHEMA, schema_id(key));
+    if let Some(tp) = origin.traceparent {
+        headers.insert(TRACEPARENT_HEADER, tp);
+    }
+    Ok(Message {
+        exchange: contract.exchange().name().to_owned(),
+        routing_key: key.to_owned(),
+        body: body.into(),
+        properties: Properties {
+            content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
+            message_id: Some(message_id),
+            timestamp: time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
+            kind: Some(key.to_owned()),
+            app_id: Some(origin.app_id.to_owned()),
+            correlation_id: origin.correlation_id.map(str::to_owned),
+            persistent: true,
+            headers,
+        },
+    })
+}
+
+/// The version a received message claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceivedVersion {
+    /// The full version from the [`VERSION_HEADER`].
+    Full(semver::Version),
+    /// Only the major, from the `v<major>` word of the routing key (no version header).
+    Major(u64),
+    /// Neither a header nor a `v<major>` word.
+    Unknown,
+}
+
+impl ReceivedVersion {
+    /// The major version, when known.
+    pub fn major(&self) -> Option<u64> {
+        match self {
+            Self::Full(v) => Some(v.major),
+            Self::Major(m) => Some(*m),
+            Self::Unknown => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ReceivedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full(v) => write!(f, "{v}"),
+            Self::Major(m) => write!(f, "{m}.x (from the routing key)"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// What the consumer reads from a received message before decoding its body.
+#[derive(Debug, Clone)]
+pub(crate) struct Received<'a> {
+    /// The exchange the event was first published to.
+    pub exchange: &'a str,
+    /// The routing key the event was first published with.
+    pub routing_key: &'a str,
+    /// The version claimed by the message.
+    pub version: ReceivedVersion,
+    /// Attempts already made before this delivery.
+    pub attempts: u32,
+}
+
+/// Why the envelope of a received message cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EnvelopeError {
+    #[error("the {VERSION_HEADER} header `{0}` is not a semver version")]
+    BadVersion(String),
+    #[error(
+        "the {VERSION_HEADER} header says major {header} but the routing key `{key}` says v{key_major}"
+    )]
+    VersionMismatch {
+        header: u64,
+        key: String,
+        key_major: u64,
+    },
+}
+
+/// Reads the envelope of a received message.
+pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
+    let headers = &message.properties.headers;
+    let routing_key = headers
+        .get_str(ORIGINAL_ROUTING_KEY_HEADER)
+        .unwrap_or(&message.routing_key);
+    let exchange = headers
+        .get_str(ORIGINAL_EXCHANGE_HEADER)
+        .unwrap_or(&message.exchange);
+    let key_major = major_from_key(routing_key);
+    let version = match headers.get_str(VERSION_HEADER) {
+        Some(text) => {
+            let v = semver::Version::parse(text)
+                .map_err(|_| EnvelopeError::BadVersion(text.to_owned()))?;
+            if let Some(key_major) = key_major.filter(|m| *m != v.major) {
+                return Err(EnvelopeError::VersionMismatch {
+                    header: v.major,
+                    key: routing_key.to_owned(),
+                    key_major,
+                });
+            }
+            ReceivedVersion::Full(v)
+        }
+        None => key_major.map_or(ReceivedVersion::Unknown, ReceivedVersion::Major),
+    };
+    let attempts = headers
+        .get_int(ATTEMPTS_HEADER)
+        .and_then(|a| u32::try_from(a).ok())
+        .unwrap_or(0);
+    Ok(Received {
+        exchange,
+        routing_key,
+        version,
+        attempts,
+    })
+}
+
+/// A copy of `message` addressed to `queue` through the default exchange, remembering where it
+/// was first published and how many attempts were made.
+fn readdressed(message: &Message, queue: &str, attempts: u32) -> Message {
+    let mut copy = message.clone();
+    let headers = &mut copy.properties.headers;
+    if headers.get(ORIGINAL_ROUTING_KEY_HEADER).is_none() {
+        headers.insert(ORIGINAL_EXCHANGE_HEADER, message.exchange.clone());
+        headers.insert(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key.clone());
+    }
+    headers.insert(ATTEMPTS_HEADER, i64::from(attempts));
+    // RabbitMQ's own dead-lettering history is not part of our contract.
+    headers.remove("x-death");
+    copy.exchange = String::new();
+    copy.routing_key = queue.to_owned();
+    copy
+}
+
+/// The message to park in a retry wait queue after `attempts` failed attempts.
+pub(crate) fn to_retry(message: &Message, wait_queue: &str, attempts: u32) -> Message {
+    readdressed(message, wait_queue, attempts)
+}
+
+/// The message to put in a dead-letter queue, with the reason.
+pub(crate) fn to_dead_letter(
+    message: &Message,
+    dead_letter_queue: &str,
+    service_queue: &str,
+    attempts: u32,
+    reason: &str,
+) -> Message {
+    let mut copy = readdressed(message, dead_letter_queue, attempts);
+    let headers = &mut copy.properties.headers;
+    headers.insert(DEAD_LETTER_REASON_HEADER, reason.to_owned());
+    headers.insert(FAILED_AT_HEADER, rfc3339(now()));
+    headers.insert(SERVICE_HEADER, service_queue.to_owned());
+    copy
+}
+
+/// A dead letter sent back to its service queue for a fresh set of attempts.
+pub(crate) fn to_replay(dead_letter: &Message, service_queue: &str) -> Message {
+    let mut copy = readdressed(dead_letter, service_queue, 0);
+    let headers = &mut copy.properties.headers;
+    headers.remove(DEAD_LETTER_REASON_HEADER);
+    headers.remove(FAILED_AT_HEADER);
+    headers.remove(SERVICE_HEADER);
+    copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::HeaderValue;
+
+    fn bare(key: &str) -> Message {
+        Message {
+            exchange: "order".into(),
+            routing_key: key.into(),
+            body: Vec::from(&b"{}"[..]).into(),
+            properties: Properties::default(),
+        }
+    }
+
+    #[test]
+    fn headerless_message_is_versioned_by_its_key() {
+        let m = bare("order.v2.submit");
+        let r = read(&m).unwrap();
+        assert_eq!(r.version, ReceivedVersion::Major(2));
+        assert_eq!(r.routing_key, "order.v2.submit");
+        assert_eq!(r.attempts, 0);
+        assert_eq!(read(&bare("legacy")).unwrap().version, ReceivedVersion::Unknown);
+    }
+
+    #[test]
+    fn header_version_must_agree_with_key() {
+        let mut m = bare("order.v1.submit");
+        m.properties.headers.insert(VERSION_HEADER, "2.0.0");
+        assert!(matches!(read(&m), Err(EnvelopeError::VersionMismatch { .. })));
+        m.properties.headers.insert(VERSION_HEADER, "nonsense");
+        assert!(matches!(read(&m), Err(EnvelopeError::BadVersion(_))));
+        m.properties.headers.insert(VERSION_HEADER, "1.4.0");
+        assert_eq!(
+            read(&m).unwrap().version,
+            ReceivedVersion::Full(semver::Version::new(1, 4, 0))
+        );
+    }
+
+    #[test]
+    fn retry_and_dead_letter_keep_origin() {
+        let m = bare("order.v1.submit");
+        let retry = to_retry(&m, "billing.retry.100ms", 1);
+        assert_eq!(retry.exchange, "");
+        assert_eq!(retry.routing_key, "billing.retry.100ms");
+        let r = read(&retry).unwrap();
+        assert_eq!((r.exchange, r.routing_key, r.attempts), ("order", "order.v1.submit", 1));
+        let dead = to_dead_letter(&retry, "billing.dlq", "billing", 3, "boom");
+        let h = &dead.properties.headers;
+        assert_eq!(h.get_str(ORIGINAL_ROUTING_KEY_HEADER), Some("order.v1.submit"));
+        assert_eq!(h.get(ATTEMPTS_HEADER), Some(&HeaderValue::Int(3)));
+        assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
+        let replay = to_replay(&dead, "billing");
+        assert_eq!(replay.routing_key, "billing");
+        assert_eq!(read(&replay).unwrap().attempts, 0);
+        assert!(replay.properties.headers.get(DEAD_LETTER_REASON_HEADER).is_none());
+    }
+
+    #[test]
+    fn message_ids_are_unique() {
+        let a = new_message_id();
+        let b = new_message_id();
+        assert_ne!(a, b);
+    }
+}

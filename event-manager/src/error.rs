@@ -1,0 +1,156 @@
+//! Error types, one per boundary: connecting, topology, publishing, consuming.
+
+use crate::registry::RegistryError;
+use crate::routing::RoutingError;
+
+/// A failure while opening a [`crate::Bus`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL scheme is neither `amqp`, `amqps` nor `memory`.
+    #[error(
+        "unsupported broker URL scheme `{scheme}`: use amqp://, amqps:// or memory:// (the default when AMQP_URL is unset)"
+    )]
+    UnsupportedScheme {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// The broker could not be reached or refused the connection. The URL in the message has
+    /// its password removed.
+    #[error("cannot connect to the broker at {url}: {reason}")]
+    Broker {
+        /// The broker URL, without password.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The contracts linked into the binary contradict each other.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// A failure while declaring, binding or deleting exchanges and queues.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopologyError {
+    /// The entity exists with different settings (RabbitMQ `PRECONDITION_FAILED`).
+    #[error(
+        "{entity} already exists with a different `{argument}`: {detail}; delete it or declare it with the same settings"
+    )]
+    Mismatch {
+        /// The entity, e.g. ``queue `billing_order` ``.
+        entity: String,
+        /// The differing argument, e.g. `x-message-ttl` or `durable`.
+        argument: String,
+        /// What the broker said.
+        detail: String,
+    },
+    /// The entity does not exist.
+    #[error("{entity} does not exist")]
+    NotFound {
+        /// The entity, e.g. ``exchange `order` ``.
+        entity: String,
+    },
+    /// Any other refusal by the broker.
+    #[error("{entity}: the broker refused the operation: {detail}")]
+    Refused {
+        /// The entity concerned.
+        entity: String,
+        /// What the broker said.
+        detail: String,
+    },
+    /// The connection failed.
+    #[error("{entity}: connection failure: {detail}")]
+    Connection {
+        /// The entity concerned.
+        entity: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// A failure to publish. When `publish` returns `Ok`, the broker has confirmed the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload could not be serialized to JSON.
+    #[error("cannot encode the payload of {routing_key} as JSON: {source}")]
+    Encode {
+        /// The routing key of the event.
+        routing_key: String,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+    /// No queue is bound to receive the message; it was returned by the broker (AMQP 312
+    /// NO_ROUTE) instead of being dropped.
+    #[error(
+        "unroutable: no queue is bound to exchange `{exchange}` for routing key `{routing_key}`"
+    )]
+    Unroutable {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+    },
+    /// The broker refused to take responsibility for the message (negative confirm).
+    #[error("the broker did not confirm the message to `{exchange}` with key `{routing_key}`")]
+    Nacked {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+    },
+    /// The exchange could not be declared.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The connection failed and the message could not be re-sent.
+    #[error("publish to `{exchange}` with key `{routing_key}` failed: {detail}")]
+    Connection {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// A failure to set up or run a consuming [`crate::Service`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    /// The queue, its bindings or its retry and dead-letter queues could not be declared.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// A binding pattern is invalid.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+    /// The contracts linked into the binary contradict each other.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The service is set up in a way that cannot work.
+    #[error("service `{queue}`: {reason}")]
+    Config {
+        /// The service queue.
+        queue: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The subscription to the queue failed.
+    #[error("consuming from queue `{queue}` failed: {detail}")]
+    Connection {
+        /// The service queue.
+        queue: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A retry or dead letter could not be published, so the message was left unacknowledged
+    /// for the broker to deliver again.
+    #[error("queue `{queue}`: could not move a message to its retry or dead-letter queue: {source}")]
+    Forward {
+        /// The service queue.
+        queue: String,
+        /// The publish failure.
+        source: PublishError,
+    },
+}

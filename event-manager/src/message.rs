@@ -1,0 +1,152 @@
+//! The transport-neutral message: bytes plus AMQP-style properties and headers.
+//!
+//! Transports move [`Message`]s and never see a Rust event type. What the properties and
+//! headers *mean* for events is decided in one place, [`crate::envelope`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// A message as a broker carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The exchange it is published to; the empty string is the default exchange, which
+    /// routes to the queue named by the routing key.
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// The body bytes (JSON for events).
+    pub body: Arc<[u8]>,
+    /// AMQP basic properties and headers.
+    pub properties: Properties,
+}
+
+/// AMQP basic properties, the subset the wire contract uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Properties {
+    /// `content_type`, `application/json` for events.
+    pub content_type: Option<Cow<'static, str>>,
+    /// `message_id`, unique per publish; kept on retries and dead letters.
+    pub message_id: Option<String>,
+    /// `timestamp`, seconds since the Unix epoch.
+    pub timestamp: Option<u64>,
+    /// `type`: the routing key of the event.
+    pub kind: Option<String>,
+    /// `app_id`: the publishing service.
+    pub app_id: Option<String>,
+    /// `correlation_id`, when the publisher gave one.
+    pub correlation_id: Option<String>,
+    /// `delivery_mode = 2` when true.
+    pub persistent: bool,
+    /// Application headers.
+    pub headers: Headers,
+}
+
+/// A header value. AMQP field tables carry more types; transports map the others to text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderValue {
+    /// A string (AMQP long string).
+    Str(String),
+    /// A signed integer (AMQP long-long).
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Str(s) => f.write_str(s),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(v: String) -> Self {
+        Self::Str(v)
+    }
+}
+
+impl From<&str> for HeaderValue {
+    fn from(v: &str) -> Self {
+        Self::Str(v.to_owned())
+    }
+}
+
+impl From<i64> for HeaderValue {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<bool> for HeaderValue {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+
+/// Application headers, in insertion order; names are unique.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Headers(Vec<(Cow<'static, str>, HeaderValue)>);
+
+impl Headers {
+    /// No headers.
+    pub const fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
+        let name = name.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The value of `name` when it is a string.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        match self.get(name)? {
+            HeaderValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value of `name` when it is an integer (or a string holding one).
+    pub fn get_int(&self, name: &str) -> Option<i64> {
+        match self.get(name)? {
+            HeaderValue::Int(i) => Some(*i),
+            HeaderValue::Str(s) => s.parse().ok(),
+            HeaderValue::Bool(_) => None,
+        }
+    }
+
+    /// Removes `name`, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<HeaderValue> {
+        let at = self.0.iter().position(|(n, _)| n == name)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// Every header, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+    }
+
+    /// The number of headers.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

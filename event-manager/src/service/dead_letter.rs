@@ -1,0 +1,31 @@
+//! Moving dead letters back to their service queue once the cause is fixed.
+
+use super::retry::dead_letter_queue_name;
+use crate::bus::Bus;
+use crate::envelope;
+use crate::error::ConsumeError;
+
+/// Moves up to `limit` dead letters of service queue `queue` (from `<queue>.dlq`) back to
+/// `queue`, each with a fresh set of attempts, and returns how many were moved. Each one is
+/// removed from the dead-letter queue only after the broker confirmed its re-publication.
+pub async fn replay_dead_letters(bus: &Bus, queue: &str, limit: usize) -> Result<usize, ConsumeError> {
+    let transport = bus.transport();
+    let dlq = dead_letter_queue_name(queue);
+    let mut moved = 0;
+    while moved < limit {
+        let Some(incoming) = transport.get(&dlq).await? else {
+            break;
+        };
+        let replay = envelope::to_replay(&incoming.message, queue);
+        if let Err(source) = transport.publish(replay).await {
+            let _ = incoming.reject(true).await;
+            return Err(ConsumeError::Forward {
+                queue: queue.to_owned(),
+                source,
+            });
+        }
+        incoming.ack().await?;
+        moved += 1;
+    }
+    Ok(moved)
+}

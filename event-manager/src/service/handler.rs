@@ -1,0 +1,158 @@
+//! Callbacks: what they receive ([`Delivery`]) and what they return ([`HandlerError`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::envelope::ReceivedVersion;
+use crate::message::{Headers, Message};
+
+/// What a callback knows about the message besides its payload.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub(crate) message: Arc<Message>,
+    pub(crate) exchange: Arc<str>,
+    pub(crate) routing_key: Arc<str>,
+    pub(crate) version: ReceivedVersion,
+    pub(crate) attempt: u32,
+    pub(crate) redelivered: bool,
+}
+
+impl Delivery {
+    /// The message id (stable across retries and redeliveries: use it to detect duplicates).
+    /// Empty when the publisher set none.
+    pub fn message_id(&self) -> &str {
+        self.message.properties.message_id.as_deref().unwrap_or("")
+    }
+
+    /// The correlation id, when the publisher set one.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.message.properties.correlation_id.as_deref()
+    }
+
+    /// The exchange the event was published to (also on retries).
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+
+    /// The routing key the event was published with (also on retries).
+    pub fn routing_key(&self) -> &str {
+        &self.routing_key
+    }
+
+    /// The version the message claims: the full version from its header, or only the major
+    /// from its routing key.
+    pub fn version(&self) -> &ReceivedVersion {
+        &self.version
+    }
+
+    /// Which attempt this is: 1 for the first delivery, 2 after one failure, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether the broker delivered this message before (e.g. after a consumer crashed or a
+    /// connection was lost), so the callback may already have seen it.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// The publishing service (AMQP `app_id`), when set.
+    pub fn app_id(&self) -> Option<&str> {
+        self.message.properties.app_id.as_deref()
+    }
+
+    /// The application headers.
+    pub fn headers(&self) -> &Headers {
+        &self.message.properties.headers
+    }
+
+    /// The raw JSON body.
+    pub fn body(&self) -> &[u8] {
+        &self.message.body
+    }
+}
+
+/// The error a callback returns. By default it is *retryable*: the message is delivered again
+/// after a delay, and dead-lettered once the attempts are used up. A
+/// [`permanent`](HandlerError::permanent) error is dead-lettered at once.
+///
+/// Any `std::error::Error` converts into a retryable `HandlerError`, so `?` works in callbacks.
+pub struct HandlerError {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    permanent: bool,
+}
+
+impl HandlerError {
+    /// A retryable error.
+    pub fn retry(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            error: error.into(),
+            permanent: false,
+        }
+    }
+
+    /// An error that no retry can fix (a business rule refused the event): dead-lettered at
+    /// once.
+    pub fn permanent(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            error: error.into(),
+            permanent: true,
+        }
+    }
+
+    /// Whether the error is permanent.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        Self::retry(error)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("error", &self.error)
+            .field("permanent", &self.permanent)
+            .finish()
+    }
+}
+
+/// A callback with its decoding step: bytes in, a future out, or the decode error.
+pub(crate) type ErasedHandler = Arc<
+    dyn Fn(&[u8], Delivery) -> Result<BoxFuture<'static, Result<(), HandlerError>>, String>
+        + Send
+        + Sync,
+>;
+
+/// A typed callback after decoding.
+pub(crate) type Callback<T> =
+    Arc<dyn Fn(T, Delivery) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+
+/// Wraps `callback` with the decoding of `U` and its conversion into `T`.
+pub(crate) fn erase<U, T>(
+    type_name: &'static str,
+    convert: impl Fn(U) -> T + Send + Sync + 'static,
+    callback: Callback<T>,
+) -> ErasedHandler
+where
+    U: serde::de::DeserializeOwned + 'static,
+    T: 'static,
+{
+    Arc::new(move |body, delivery| {
+        let payload: U = serde_json::from_slice(body)
+            .map_err(|e| format!("the body does not decode as `{type_name}`: {e}"))?;
+        Ok(callback(convert(payload), delivery))
+    })
+}

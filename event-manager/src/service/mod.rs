@@ -1,0 +1,266 @@
+//! Consuming: a [`Service`] owns one durable queue, its bindings, its callbacks and its
+//! failure policy.
+//!
+//! # Dispatch
+//!
+//! Each callback is registered for one event contract ([`Service::on`]), i.e. for one routing
+//! key such as `order.v1.submit`. Bindings decide what reaches the queue: explicit patterns
+//! from [`Service::bind`] (`order.*.submit`, `order.#`), plus an exact binding for every
+//! callback whose key no explicit pattern covers. A delivery is dispatched by its routing key
+//! to every callback registered for it; they all run, and the message is acknowledged once
+//! all succeeded. Registering a second callback for the same event adds it, never replaces.
+//!
+//! # Versions
+//!
+//! The version of a message comes from its `x-event-version` header, or from the `v<major>`
+//! word of its routing key when the header is missing (a plain kombu or pika publisher). A
+//! newer minor or patch of the same major is accepted: unknown fields are ignored, as serde
+//! does by default. A major that no callback accepts is dead-lettered with the reason
+//! `unsupported version`. [`OnEvent::upcast_from`] lets one callback take an older major too.
+//!
+//! # Failures
+//!
+//! * The callback returns `Ok`: the message is acknowledged.
+//! * It returns a retryable error or panics: the message is parked in a wait queue and comes
+//!   back after the delay of the service's [`RetryPolicy`]; once the attempts are used up it
+//!   is dead-lettered.
+//! * It returns a [`HandlerError::permanent`] error: dead-lettered at once.
+//! * The body does not decode, is larger than [`Service::max_body_bytes`], carries a version
+//!   or routing key no callback accepts: dead-lettered at once, never retried.
+//!
+//! Dead letters go to `<queue>.dlq` with the original body and properties and the headers
+//! `x-dead-letter-reason`, `x-attempts`, `x-original-exchange`, `x-original-routing-key`,
+//! `x-failed-at` and `x-dead-letter-queue`. Nothing is acknowledged before it was handled or
+//! safely moved to a wait or dead-letter queue. [`replay_dead_letters`] moves dead letters back.
+//!
+//! # Shutdown
+//!
+//! [`RunningService::shutdown`] stops taking messages, lets running callbacks finish within
+//! the grace period, acknowledges them, and closes the subscription; messages that were
+//! prefetched but not started go back to the queue.
+
+mod dead_letter;
+mod handler;
+mod retry;
+mod runner;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+
+pub use dead_letter::replay_dead_letters;
+pub use handler::{Delivery, HandlerError};
+pub use retry::{RetryPolicy, dead_letter_queue_name};
+pub use runner::RunningService;
+
+use crate::bus::Bus;
+use crate::contract::{Event, EventDef, Exchange};
+use crate::routing::BindingPattern;
+use crate::transport::QueueKind;
+use handler::{Callback, ErasedHandler, erase};
+
+/// Callbacks registered for one routing key.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) exchange: Exchange,
+    pub(crate) handlers: Vec<ErasedHandler>,
+}
+
+/// A consuming service: one durable queue, its bindings, callbacks and policies.
+/// Built with [`Bus::service`], started with [`Service::start`] or [`Service::run_until`].
+pub struct Service {
+    pub(crate) bus: Bus,
+    pub(crate) queue: String,
+    pub(crate) bindings: Vec<(Exchange, BindingPattern)>,
+    pub(crate) routes: BTreeMap<&'static str, Route>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) prefetch: u16,
+    pub(crate) concurrency: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) queue_kind: QueueKind,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("queue", &self.queue)
+            .field("routes", &self.routes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default largest body a service accepts: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+impl Service {
+    pub(crate) fn new(bus: Bus, queue: String) -> Self {
+        Self {
+            bus,
+            queue,
+            bindings: Vec::new(),
+            routes: BTreeMap::new(),
+            retry: RetryPolicy::default(),
+            prefetch: 100,
+            concurrency: 16,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            queue_kind: QueueKind::Classic,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// The queue name.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Binds the queue to `exchange` with a topic pattern such as `order.*.submit` or
+    /// `order.#`. Every binding is declared, not only the first.
+    pub fn bind(
+        &mut self,
+        exchange: Exchange,
+        pattern: &str,
+    ) -> Result<&mut Self, crate::RoutingError> {
+        let pattern = BindingPattern::parse(pattern)?;
+        if !self
+            .bindings
+            .iter()
+            .any(|(e, p)| *e == exchange && *p == pattern)
+        {
+            self.bindings.push((exchange, pattern));
+        }
+        Ok(self)
+    }
+
+    /// Registers `callback` for `event`: the Rust side of Python's
+    /// `@Order.submit.register_callback`. Several callbacks for one event all run.
+    ///
+    /// The callback is a plain async function of the payload and a [`Delivery`]; any error
+    /// type convertible into [`HandlerError`] may be returned.
+    pub fn on<T, F, Fut, E>(&mut self, event: EventDef<T>, callback: F) -> OnEvent<'_, T>
+    where
+        T: Event,
+        F: Fn(T, Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError> + 'static,
+    {
+        let callback: Callback<T> = Arc::new(move |payload, delivery| {
+            callback(payload, delivery)
+                .map(|r| r.map_err(Into::into))
+                .boxed()
+        });
+        self.add_route(event, erase(std::any::type_name::<T>(), |t: T| t, callback.clone()));
+        OnEvent {
+            service: self,
+            callback,
+        }
+    }
+
+    fn add_route<U>(&mut self, event: EventDef<U>, handler: ErasedHandler) {
+        self.routes
+            .entry(event.routing_key())
+            .or_insert_with(|| Route {
+                exchange: event.exchange(),
+                handlers: Vec::new(),
+            })
+            .handlers
+            .push(handler);
+    }
+
+    /// The retry policy (default: [`RetryPolicy::default`]).
+    pub fn retry(&mut self, policy: RetryPolicy) -> &mut Self {
+        self.retry = policy;
+        self
+    }
+
+    /// How many deliveries the broker may hand over before they are acknowledged
+    /// (default 100). Memory use of a consumer is bounded by it.
+    pub fn prefetch(&mut self, prefetch: u16) -> &mut Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// How many messages are handled at once (default 16).
+    pub fn concurrency(&mut self, concurrency: usize) -> &mut Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The largest body accepted; larger ones are dead-lettered (default 1 MiB).
+    pub fn max_body_bytes(&mut self, limit: usize) -> &mut Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Classic (default) or quorum queue.
+    pub fn queue_kind(&mut self, kind: QueueKind) -> &mut Self {
+        self.queue_kind = kind;
+        self
+    }
+
+    /// How long shutdown waits for running callbacks (default 30 s).
+    pub fn shutdown_grace(&mut self, grace: Duration) -> &mut Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+/// Returned by [`Service::on`]: lets the same callback accept older majors of the event.
+pub struct OnEvent<'s, T> {
+    service: &'s mut Service,
+    callback: Callback<T>,
+}
+
+impl<T: Event> OnEvent<'_, T> {
+    /// Also accept `older` events, converted with `From` (an upcaster).
+    ///
+    /// ```
+    /// # use event_manager::{Bus, Event, Exchange};
+    /// # use schemars::JsonSchema;
+    /// # use serde::{Deserialize, Serialize};
+    /// # pub const ORDER: Exchange = Exchange::topic("order");
+    /// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+    /// #[event(exchange = ORDER, version = "1.4.0", events(submit))]
+    /// pub struct OrderV1 { pub id: u64 }
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+    /// #[event(exchange = ORDER, version = "2.0.0", events(submit))]
+    /// pub struct OrderV2 { pub id: u64, pub currency: String }
+    ///
+    /// impl From<OrderV1> for OrderV2 {
+    ///     fn from(v1: OrderV1) -> Self { Self { id: v1.id, currency: "EUR".into() } }
+    /// }
+    ///
+    /// let bus = Bus::in_memory();
+    /// let mut billing = bus.service("billing_order");
+    /// billing.bind(ORDER, "order.*.submit")?;
+    /// billing
+    ///     .on(OrderV2::SUBMIT, |order: OrderV2, _| async move {
+    ///         println!("{} in {}", order.id, order.currency);
+    ///         Ok::<_, std::convert::Infallible>(())
+    ///     })
+    ///     .upcast_from(OrderV1::SUBMIT);
+    /// # Ok::<(), event_manager::RoutingError>(())
+    /// ```
+    pub fn upcast_from<U>(self, older: EventDef<U>) -> Self
+    where
+        U: Event,
+        T: From<U>,
+    {
+        self.upcast_with(older, T::from)
+    }
+
+    /// Also accept `older` events, converted by `upcast`.
+    pub fn upcast_with<U: Event>(
+        self,
+        older: EventDef<U>,
+        upcast: impl Fn(U) -> T + Send + Sync + 'static,
+    ) -> Self {
+        let handler = erase(std::any::type_name::<U>(), upcast, self.callback.clone());
+        self.service.add_route(older, handler);
+        self
+    }
+}

@@ -1,0 +1,213 @@
+//! Transports move [`Message`]s between the bus and a broker. They never see a Rust event
+//! type, only bytes and metadata.
+//!
+//! Two implementations ship with the crate:
+//!
+//! * [`InMemoryBroker`]: an embedded broker with RabbitMQ's topic semantics, the default when
+//!   no broker URL is given; made for tests and single-process use.
+//! * [`AmqpTransport`]: RabbitMQ through `lapin`, with publisher confirms, `mandatory`
+//!   publishes and automatic connection recovery.
+//!
+//! Both honour the same contract, checked by one conformance suite run against each:
+//! confirmed publishes, unroutable publishes are errors, fan-out to every bound queue,
+//! competing consumers on one queue, manual ack/reject, per-queue message TTL with a
+//! dead-letter exchange and routing key, and named errors on conflicting re-declarations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::contract::Exchange;
+use crate::error::{ConsumeError, PublishError, TopologyError};
+use crate::message::Message;
+use crate::routing::BindingPattern;
+
+mod amqp;
+mod memory;
+
+pub use amqp::AmqpTransport;
+pub use memory::InMemoryBroker;
+
+/// The queue type, for transports that have several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueKind {
+    /// A classic queue (the default).
+    #[default]
+    Classic,
+    /// A replicated quorum queue (RabbitMQ 3.8 and later).
+    Quorum,
+}
+
+/// Where messages go when they expire or are rejected without requeue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterTarget {
+    /// The dead-letter exchange; the empty string is the default exchange.
+    pub exchange: String,
+    /// The routing key to use instead of the message's own.
+    pub routing_key: Option<String>,
+}
+
+/// A queue to declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue name.
+    pub name: String,
+    /// Whether the queue survives a broker restart.
+    pub durable: bool,
+    /// Classic or quorum.
+    pub kind: QueueKind,
+    /// Messages older than this are dead-lettered (`x-message-ttl`).
+    pub message_ttl: Option<Duration>,
+    /// Where expired or rejected messages go (`x-dead-letter-exchange` / `-routing-key`).
+    pub dead_letter: Option<DeadLetterTarget>,
+}
+
+impl QueueSpec {
+    /// A durable classic queue with no TTL and no dead-lettering.
+    pub fn durable(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            durable: true,
+            kind: QueueKind::Classic,
+            message_ttl: None,
+            dead_letter: None,
+        }
+    }
+
+    /// Describes how `self` differs from `other` as (argument, detail), if it does.
+    pub(crate) fn difference(&self, other: &Self) -> Option<(&'static str, String)> {
+        if self.durable != other.durable {
+            return Some((
+                "durable",
+                format!("declared {} but exists {}", self.durable, other.durable),
+            ));
+        }
+        if self.kind != other.kind {
+            return Some((
+                "x-queue-type",
+                format!("declared {:?} but exists {:?}", self.kind, other.kind),
+            ));
+        }
+        if self.message_ttl != other.message_ttl {
+            return Some((
+                "x-message-ttl",
+                format!(
+                    "declared {:?} but exists {:?}",
+                    self.message_ttl, other.message_ttl
+                ),
+            ));
+        }
+        let dlx = |s: &Self| s.dead_letter.as_ref().map(|d| d.exchange.clone());
+        if dlx(self) != dlx(other) {
+            return Some((
+                "x-dead-letter-exchange",
+                format!("declared {:?} but exists {:?}", dlx(self), dlx(other)),
+            ));
+        }
+        let dlrk = |s: &Self| s.dead_letter.as_ref().and_then(|d| d.routing_key.clone());
+        if dlrk(self) != dlrk(other) {
+            return Some((
+                "x-dead-letter-routing-key",
+                format!("declared {:?} but exists {:?}", dlrk(self), dlrk(other)),
+            ));
+        }
+        None
+    }
+}
+
+/// A message delivered to a consumer, to be acknowledged or rejected exactly once. Dropping it
+/// unsettled hands it back to the broker (on RabbitMQ when the channel closes).
+pub struct Incoming {
+    /// The message.
+    pub message: Arc<Message>,
+    /// Whether the broker delivered it before (AMQP `redelivered`).
+    pub redelivered: bool,
+    acker: Box<dyn Acker>,
+}
+
+impl Incoming {
+    /// Wraps a message and the way to settle it. For transport implementations.
+    pub fn new(message: Arc<Message>, redelivered: bool, acker: Box<dyn Acker>) -> Self {
+        Self {
+            message,
+            redelivered,
+            acker,
+        }
+    }
+
+    /// Acknowledges the message: the broker forgets it.
+    pub async fn ack(self) -> Result<(), ConsumeError> {
+        self.acker.ack().await
+    }
+
+    /// Rejects the message; with `requeue` the broker delivers it again, otherwise it is
+    /// dead-lettered by the queue's policy or dropped.
+    pub async fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
+        self.acker.reject(requeue).await
+    }
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("routing_key", &self.message.routing_key)
+            .field("redelivered", &self.redelivered)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settles one delivery. Implemented by transports.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// Acknowledges the delivery.
+    async fn ack(&self) -> Result<(), ConsumeError>;
+    /// Rejects the delivery, requeueing it or not.
+    async fn reject(&self, requeue: bool) -> Result<(), ConsumeError>;
+}
+
+/// A stream of deliveries from one queue.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next delivery; `None` once the subscription has ended for good (cancelled, queue
+    /// deleted, or connection lost beyond recovery).
+    async fn next(&mut self) -> Option<Incoming>;
+    /// Stops new deliveries. Deliveries not yet returned by [`Subscription::next`] go back to
+    /// the queue; those already returned can still be settled. Dropping the subscription
+    /// closes it: whatever is still unsettled then goes back to the queue.
+    async fn cancel(&mut self);
+}
+
+/// A broker connection as the bus uses it.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Declares a topic exchange; a no-op when it exists with the same settings.
+    async fn declare_exchange(&self, exchange: &Exchange) -> Result<(), TopologyError>;
+    /// Declares a queue; a no-op when it exists with the same settings.
+    async fn declare_queue(&self, queue: &QueueSpec) -> Result<(), TopologyError>;
+    /// Binds `queue` to `exchange` with a topic pattern; binding twice is a no-op.
+    async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        pattern: &BindingPattern,
+    ) -> Result<(), TopologyError>;
+    /// Deletes a queue and its messages; a no-op when it does not exist.
+    async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError>;
+    /// Deletes an exchange; a no-op when it does not exist.
+    async fn delete_exchange(&self, exchange: &str) -> Result<(), TopologyError>;
+    /// The number of messages ready for delivery in `queue`.
+    async fn queue_len(&self, queue: &str) -> Result<u64, TopologyError>;
+    /// Publishes `message` with `mandatory` set and returns once the broker confirmed it.
+    async fn publish(&self, message: Message) -> Result<(), PublishError>;
+    /// Starts consuming from `queue` with at most `prefetch` unsettled deliveries.
+    async fn subscribe(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, ConsumeError>;
+    /// Takes one message from `queue`, if any (AMQP `basic.get`).
+    async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError>;
+    /// Closes the connection; later calls fail.
+    async fn close(&self);
+}

@@ -1,0 +1,96 @@
+//! The example contracts shared by the example services and the integration tests: what a
+//! company's `contracts` crate looks like.
+//!
+//! * `order.v1.submit` and `order.v1.chargeback` carry an [`Order`] (version 1.2.0).
+//! * `order.v2.submit` carries an [`OrderSubmittedV2`] (version 2.0.0), which adds a currency
+//!   to every order; [`Order`] upcasts into it.
+
+use event_manager::{Event, Exchange};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The exchange of the order domain.
+pub const ORDER: Exchange = Exchange::topic("order");
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OrderLine {
+    /// The product's stock-keeping unit.
+    pub sku: String,
+    /// How many units.
+    pub quantity: u32,
+    /// Price of one unit, in cents.
+    pub unit_price_cents: u64,
+}
+
+/// An order as it travels between services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Event)]
+#[event(exchange = ORDER, version = "1.2.0", events(submit, chargeback))]
+pub struct Order {
+    /// The order id, unique per order.
+    pub id: u64,
+    /// The customer who placed it.
+    pub customer: String,
+    /// What was ordered.
+    pub lines: Vec<OrderLine>,
+}
+
+impl Order {
+    /// A small order with one line, for examples and tests.
+    pub fn sample(id: u64) -> Self {
+        Self {
+            id,
+            customer: format!("customer-{}", id % 97),
+            lines: vec![OrderLine {
+                sku: format!("sku-{}", id % 13),
+                quantity: 1 + (id % 5) as u32,
+                unit_price_cents: 1_999,
+            }],
+        }
+    }
+
+    /// The total of the order, in cents.
+    pub fn total_cents(&self) -> u64 {
+        self.lines
+            .iter()
+            .map(|l| u64::from(l.quantity) * l.unit_price_cents)
+            .sum()
+    }
+}
+
+/// A submitted order, second major version: every order now names its currency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Event)]
+#[event(exchange = ORDER, version = "2.0.0", events(submit))]
+pub struct OrderSubmittedV2 {
+    /// The order id, unique per order.
+    pub id: u64,
+    /// The customer who placed it.
+    pub customer: String,
+    /// What was ordered.
+    pub lines: Vec<OrderLine>,
+    /// ISO 4217 currency code of the prices.
+    pub currency: String,
+}
+
+impl From<Order> for OrderSubmittedV2 {
+    /// Orders of version 1 were all in euros.
+    fn from(v1: Order) -> Self {
+        Self {
+            id: v1.id,
+            customer: v1.customer,
+            lines: v1.lines,
+            currency: "EUR".to_owned(),
+        }
+    }
+}
+
+impl From<OrderSubmittedV2> for Order {
+    /// Downcast for consumers that only know version 1 (drops the currency).
+    fn from(v2: OrderSubmittedV2) -> Self {
+        Self {
+            id: v2.id,
+            customer: v2.customer,
+            lines: v2.lines,
+        }
+    }
+}
