@@ -159,7 +159,9 @@ impl Service {
         }
         for (exchange, pattern) in self.all_bindings() {
             self.bus.declare_exchange(exchange).await?;
-            transport.bind(&self.queue, exchange.name(), &pattern).await?;
+            transport
+                .bind(&self.queue, &self.bus.exchange_name(exchange), &pattern)
+                .await?;
         }
         Ok(())
     }

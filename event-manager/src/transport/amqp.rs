@@ -21,7 +21,6 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
 use super::{Acker, Incoming, QueueKind, QueueSpec, Subscription, Transport};
-use crate::contract::Exchange;
 use crate::error::{ConnectError, ConsumeError, PublishError, TopologyError};
 use crate::message::{HeaderValue, Headers, Message, Properties};
 use crate::routing::BindingPattern;
@@ -380,18 +379,18 @@ impl Subscription for AmqpSubscription {
 
 #[async_trait]
 impl Transport for AmqpTransport {
-    async fn declare_exchange(&self, exchange: &Exchange) -> Result<(), TopologyError> {
-        let entity = || format!("exchange `{}`", exchange.name());
+    async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
+        let entity = || format!("exchange `{name}`");
         let channel = self
             .topology_channel()
             .await
             .map_err(|e| topology_error(entity(), &e))?;
         channel
             .exchange_declare(
-                exchange.name().into(),
+                short(name),
                 lapin::ExchangeKind::Topic,
                 ExchangeDeclareOptions {
-                    durable: exchange.is_durable(),
+                    durable,
                     ..Default::default()
                 },
                 FieldTable::default(),

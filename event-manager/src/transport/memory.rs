@@ -21,7 +21,6 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{Acker, DeadLetterTarget, Incoming, QueueSpec, Subscription, Transport};
-use crate::contract::Exchange;
 use crate::error::{ConsumeError, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
@@ -396,26 +395,20 @@ impl Subscription for MemorySubscription {
 
 #[async_trait]
 impl Transport for InMemoryBroker {
-    async fn declare_exchange(&self, exchange: &Exchange) -> Result<(), TopologyError> {
+    async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
         let mut state = lock(&self.inner.state);
-        match state.exchanges.get(exchange.name()) {
-            Some(existing) if existing.durable != exchange.is_durable() => {
-                Err(TopologyError::Mismatch {
-                    entity: exchange_entity(exchange.name()),
-                    argument: "durable".into(),
-                    detail: format!(
-                        "declared {} but exists {}",
-                        exchange.is_durable(),
-                        existing.durable
-                    ),
-                })
-            }
+        match state.exchanges.get(name) {
+            Some(existing) if existing.durable != durable => Err(TopologyError::Mismatch {
+                entity: exchange_entity(name),
+                argument: "durable".into(),
+                detail: format!("declared {durable} but exists {}", existing.durable),
+            }),
             Some(_) => Ok(()),
             None => {
                 state.exchanges.insert(
-                    exchange.name().to_owned(),
+                    name.to_owned(),
                     ExchangeState {
-                        durable: exchange.is_durable(),
+                        durable,
                         bindings: Vec::new(),
                     },
                 );

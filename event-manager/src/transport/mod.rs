@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::contract::Exchange;
 use crate::error::{ConsumeError, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
@@ -182,7 +181,7 @@ pub trait Subscription: Send {
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Declares a topic exchange; a no-op when it exists with the same settings.
-    async fn declare_exchange(&self, exchange: &Exchange) -> Result<(), TopologyError>;
+    async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError>;
     /// Declares a queue; a no-op when it exists with the same settings.
     async fn declare_queue(&self, queue: &QueueSpec) -> Result<(), TopologyError>;
     /// Binds `queue` to `exchange` with a topic pattern; binding twice is a no-op.

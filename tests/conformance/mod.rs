@@ -1,0 +1,683 @@
+//! The conformance suite: written once against the transport-neutral API, run on the
+//! in-memory broker (`tests/memory.rs`) and on RabbitMQ (`tests/rabbitmq.rs`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use event_manager::envelope::{self, ReceivedVersion};
+use event_manager::service::dead_letter_queue_name;
+use event_manager::transport::QueueSpec;
+use event_manager::{
+    Delivery, HandlerError, PublishError, RetryPolicy, TopologyError, replay_dead_letters,
+};
+use event_manager_examples::{ORDER, Order, OrderSubmittedV2};
+
+use crate::common::{Env, recorder};
+
+/// Generates one `#[tokio::test]` per conformance case for the environment `$env`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($env:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                use futures_util::FutureExt;
+                let env = $env.await;
+                let result = std::panic::AssertUnwindSafe(conformance::$case(&env))
+                    .catch_unwind()
+                    .await;
+                env.cleanup().await;
+                if let Err(panic) = result {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        )*
+    };
+}
+
+/// Every case, for the macro.
+#[macro_export]
+macro_rules! all_conformance_cases {
+    ($env:expr) => {
+        $crate::conformance_suite!($env;
+            round_trip_through_wildcard_binding,
+            fan_out_to_two_services,
+            competing_consumers_share_a_queue,
+            unroutable_publish_is_an_error,
+            headerless_message_is_accepted,
+            redeclaring_is_idempotent,
+            argument_mismatch_is_a_named_error,
+            several_callbacks_for_one_event_all_run,
+            failing_twice_then_succeeding_is_handled_once_on_attempt_3,
+            always_failing_callback_ends_in_the_dead_letter_queue,
+            permanent_error_is_dead_lettered_at_once,
+            malformed_body_is_dead_lettered_at_once,
+            oversized_body_is_dead_lettered_at_once,
+            routing_key_without_callback_is_dead_lettered,
+            panicking_callback_does_not_stop_the_consumer,
+            replayed_dead_letter_is_delivered_again,
+            upcaster_handles_v1_and_v2_in_one_callback,
+            v1_only_consumer_dead_letters_v2_as_unsupported_version,
+            newer_minor_with_extra_field_is_accepted,
+            headerless_message_is_versioned_by_routing_key,
+            shutdown_lets_running_callbacks_finish,
+            message_ids_are_stable_across_retries,
+        );
+    };
+}
+
+fn ok() -> Result<(), Infallible> {
+    Ok(())
+}
+
+pub async fn round_trip_through_wildcard_binding(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    billing.on(Order::SUBMIT, move |order: Order, ctx: Delivery| {
+        let rec = rec.clone();
+        async move {
+            rec.record((order, ctx.routing_key().to_owned(), ctx.attempt()));
+            ok()
+        }
+    });
+    let running = billing.start().await.unwrap();
+    let order = Order::sample(1);
+    let published = order.submit(&env.bus).await.unwrap();
+    assert_eq!(published.routing_key, "order.v1.submit");
+    assert!(!published.message_id.is_empty());
+    let got = seen.take(1).await;
+    assert_eq!(got[0], (order, "order.v1.submit".to_owned(), 1));
+    running.shutdown().await.unwrap();
+}
+
+pub async fn fan_out_to_two_services(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    let r = rec.clone();
+    billing.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
+        let r = r.clone();
+        async move {
+            r.record(format!("billing {} {}", ctx.routing_key(), o.id));
+            ok()
+        }
+    });
+    let mut logistics = env.service("logistics");
+    logistics.bind(ORDER, "order.#").unwrap();
+    for event in [Order::SUBMIT, Order::CHARGEBACK] {
+        let r = rec.clone();
+        logistics.on(event, move |o: Order, ctx: Delivery| {
+            let r = r.clone();
+            async move {
+                r.record(format!("logistics {} {}", ctx.routing_key(), o.id));
+                ok()
+            }
+        });
+    }
+    let b = billing.start().await.unwrap();
+    let l = logistics.start().await.unwrap();
+    Order::sample(7).submit(&env.bus).await.unwrap();
+    Order::sample(7).chargeback(&env.bus).await.unwrap();
+    let mut got = seen.take(3).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "billing order.v1.submit 7",
+            "logistics order.v1.chargeback 7",
+            "logistics order.v1.submit 7"
+        ]
+    );
+    seen.quiet(Duration::from_millis(200)).await;
+    b.shutdown().await.unwrap();
+    l.shutdown().await.unwrap();
+}
+
+pub async fn competing_consumers_share_a_queue(env: &Env) {
+    let queue = env.queue("shared");
+    let (rec, mut seen) = recorder();
+    let mut running = Vec::new();
+    for worker in 0..2u32 {
+        let mut service = env.bus.service(queue.clone());
+        service.retry(crate::common::test_policy());
+        service.bind(ORDER, "order.*.submit").unwrap();
+        service.prefetch(1).concurrency(1);
+        let r = rec.clone();
+        service.on(Order::SUBMIT, move |o: Order, _| {
+            let r = r.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                r.record((worker, o.id));
+                ok()
+            }
+        });
+        running.push(service.start().await.unwrap());
+    }
+    for id in 0..20 {
+        Order::sample(id).submit(&env.bus).await.unwrap();
+    }
+    let got = seen.take(20).await;
+    let mut ids: Vec<u64> = got.iter().map(|(_, id)| *id).collect();
+    ids.sort();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>(), "each message exactly once");
+    for worker in 0..2 {
+        assert!(
+            got.iter().any(|(w, _)| *w == worker),
+            "worker {worker} got nothing: {got:?}"
+        );
+    }
+    seen.quiet(Duration::from_millis(200)).await;
+    for r in running {
+        r.shutdown().await.unwrap();
+    }
+}
+
+pub async fn unroutable_publish_is_an_error(env: &Env) {
+    // No queue is bound at all in this namespace.
+    let err = Order::sample(1).chargeback(&env.bus).await.unwrap_err();
+    match err {
+        PublishError::Unroutable {
+            exchange,
+            routing_key,
+        } => {
+            assert_eq!(exchange, env.order_exchange());
+            assert_eq!(routing_key, "order.v1.chargeback");
+        }
+        other => panic!("expected Unroutable, got {other:?}"),
+    }
+    // A queue bound to submit only does not make chargeback routable.
+    let mut billing = env.service("billing");
+    billing.on(Order::SUBMIT, |_: Order, _| async { ok() });
+    let running = billing.start().await.unwrap();
+    assert!(matches!(
+        Order::sample(1).chargeback(&env.bus).await,
+        Err(PublishError::Unroutable { .. })
+    ));
+    Order::sample(1).submit(&env.bus).await.unwrap();
+    running.shutdown().await.unwrap();
+}
+
+pub async fn headerless_message_is_accepted(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    billing.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
+        let rec = rec.clone();
+        async move {
+            rec.record((o.id, ctx.version().clone(), ctx.message_id().to_owned()));
+            ok()
+        }
+    });
+    let running = billing.start().await.unwrap();
+    let body = br#"{"id": 99, "customer": "py", "lines": []}"#;
+    env.publish_raw("order.v1.submit", body, &[]).await.unwrap();
+    let got = seen.take(1).await;
+    assert_eq!(got[0], (99, ReceivedVersion::Major(1), String::new()));
+    running.shutdown().await.unwrap();
+}
+
+pub async fn redeclaring_is_idempotent(env: &Env) {
+    for _ in 0..2 {
+        let mut billing = env.bus.service(env.queue("billing"));
+        billing.retry(crate::common::test_policy());
+        billing.bind(ORDER, "order.*.submit").unwrap();
+        billing.bind(ORDER, "order.*.submit").unwrap();
+        billing.on(Order::SUBMIT, |_: Order, _| async { ok() });
+        billing.start().await.unwrap().shutdown().await.unwrap();
+    }
+    let spec = QueueSpec::durable(env.queue("plain"));
+    env.transport().declare_queue(&spec).await.unwrap();
+    env.transport().declare_queue(&spec).await.unwrap();
+    let name = env.order_exchange();
+    env.transport().declare_exchange(&name, true).await.unwrap();
+    env.transport().declare_exchange(&name, true).await.unwrap();
+}
+
+pub async fn argument_mismatch_is_a_named_error(env: &Env) {
+    let name = env.queue("ttl");
+    let mut spec = QueueSpec::durable(&name);
+    spec.message_ttl = Some(Duration::from_secs(1));
+    env.transport().declare_queue(&spec).await.unwrap();
+    spec.message_ttl = Some(Duration::from_secs(2));
+    let err = env.transport().declare_queue(&spec).await.unwrap_err();
+    match &err {
+        TopologyError::Mismatch {
+            entity, argument, ..
+        } => {
+            assert!(entity.contains(&name), "{err}");
+            assert_eq!(argument, "x-message-ttl");
+        }
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("x-message-ttl"));
+    // The transport stays usable after the refusal.
+    spec.message_ttl = Some(Duration::from_secs(1));
+    env.transport().declare_queue(&spec).await.unwrap();
+
+    let exchange = env.order_exchange();
+    env.transport().declare_exchange(&exchange, true).await.unwrap();
+    let err = env
+        .transport()
+        .declare_exchange(&exchange, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TopologyError::Mismatch { argument, .. } if argument == "durable"),
+        "{err:?}"
+    );
+}
+
+pub async fn several_callbacks_for_one_event_all_run(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    for name in ["first", "second"] {
+        let r = rec.clone();
+        billing.on(Order::SUBMIT, move |o: Order, _| {
+            let r = r.clone();
+            async move {
+                r.record(format!("{name} {}", o.id));
+                ok()
+            }
+        });
+    }
+    let running = billing.start().await.unwrap();
+    Order::sample(3).submit(&env.bus).await.unwrap();
+    let mut got = seen.take(2).await;
+    got.sort();
+    assert_eq!(got, ["first 3", "second 3"]);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn failing_twice_then_succeeding_is_handled_once_on_attempt_3(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut billing = env.service("billing");
+    let c = calls.clone();
+    billing.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
+        let (rec, c) = (rec.clone(), c.clone());
+        async move {
+            if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                return Err(HandlerError::retry("payment provider unavailable"));
+            }
+            rec.record((o.id, ctx.attempt()));
+            Ok(())
+        }
+    });
+    let queue = billing.queue().to_owned();
+    let running = billing.start().await.unwrap();
+    Order::sample(5).submit(&env.bus).await.unwrap();
+    assert_eq!(seen.take(1).await, [(5, 3)]);
+    seen.quiet(Duration::from_millis(300)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let dlq = dead_letter_queue_name(&queue);
+    assert_eq!(env.transport().queue_len(&dlq).await.unwrap(), 0);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn always_failing_callback_ends_in_the_dead_letter_queue(env: &Env) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut billing = env.service("billing");
+    let c = calls.clone();
+    billing.on(Order::SUBMIT, move |_: Order, _| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(HandlerError::retry("card declined by the test"))
+        }
+    });
+    let queue = billing.queue().to_owned();
+    let running = billing.start().await.unwrap();
+    let published = Order::sample(6).submit(&env.bus).await.unwrap();
+    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let h = &dead.properties.headers;
+    let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
+    assert!(reason.contains("gave up after 3 attempt(s)"), "{reason}");
+    assert!(reason.contains("card declined by the test"), "{reason}");
+    assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(3));
+    assert_eq!(
+        h.get_str(envelope::ORIGINAL_EXCHANGE_HEADER),
+        Some(env.order_exchange().as_str())
+    );
+    assert_eq!(
+        h.get_str(envelope::ORIGINAL_ROUTING_KEY_HEADER),
+        Some("order.v1.submit")
+    );
+    assert!(h.get_str(envelope::FAILED_AT_HEADER).is_some());
+    assert_eq!(h.get_str(envelope::VERSION_HEADER), Some("1.2.0"));
+    assert_eq!(
+        dead.properties.message_id.as_deref(),
+        Some(published.message_id.as_str())
+    );
+    let body: Order = serde_json::from_slice(&dead.body).unwrap();
+    assert_eq!(body, Order::sample(6));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn permanent_error_is_dead_lettered_at_once(env: &Env) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut billing = env.service("billing");
+    let c = calls.clone();
+    billing.on(Order::SUBMIT, move |_: Order, _| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(HandlerError::permanent("customer is blocked"))
+        }
+    });
+    let queue = billing.queue().to_owned();
+    let running = billing.start().await.unwrap();
+    Order::sample(8).submit(&env.bus).await.unwrap();
+    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let h = &dead.properties.headers;
+    assert!(
+        h.get_str(envelope::DEAD_LETTER_REASON_HEADER)
+            .unwrap()
+            .contains("customer is blocked")
+    );
+    assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    running.shutdown().await.unwrap();
+}
+
+async fn never_called_service(env: &Env, bind: &str, max_body: Option<usize>) -> (String, event_manager::RunningService, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, bind).unwrap();
+    if let Some(limit) = max_body {
+        billing.max_body_bytes(limit);
+    }
+    let c = calls.clone();
+    billing.on(Order::SUBMIT, move |_: Order, _| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            ok()
+        }
+    });
+    let queue = billing.queue().to_owned();
+    (queue, billing.start().await.unwrap(), calls)
+}
+
+pub async fn malformed_body_is_dead_lettered_at_once(env: &Env) {
+    let (queue, running, calls) = never_called_service(env, "order.*.submit", None).await;
+    env.publish_raw("order.v1.submit", b"{not json", &[]).await.unwrap();
+    env.publish_raw("order.v1.submit", br#"{"id": "not a number"}"#, &[])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let dead = env.take(&dead_letter_queue_name(&queue)).await;
+        let h = &dead.properties.headers;
+        let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
+        assert!(reason.contains("does not decode"), "{reason}");
+        assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn oversized_body_is_dead_lettered_at_once(env: &Env) {
+    let (queue, running, calls) = never_called_service(env, "order.*.submit", Some(64)).await;
+    let order = Order {
+        customer: "x".repeat(200),
+        ..Order::sample(1)
+    };
+    order.submit(&env.bus).await.unwrap();
+    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let reason = dead
+        .properties
+        .headers
+        .get_str(envelope::DEAD_LETTER_REASON_HEADER)
+        .unwrap()
+        .to_owned();
+    assert!(reason.contains("exceeds the limit of 64 bytes"), "{reason}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn routing_key_without_callback_is_dead_lettered(env: &Env) {
+    let (queue, running, calls) = never_called_service(env, "order.#", None).await;
+    Order::sample(2).chargeback(&env.bus).await.unwrap();
+    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let reason = dead
+        .properties
+        .headers
+        .get_str(envelope::DEAD_LETTER_REASON_HEADER)
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("no callback for routing key `order.v1.chargeback`"),
+        "{reason}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn panicking_callback_does_not_stop_the_consumer(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
+        let rec = rec.clone();
+        async move {
+            if o.id == 13 && ctx.attempt() == 1 {
+                panic!("unlucky order");
+            }
+            rec.record((o.id, ctx.attempt()));
+            ok()
+        }
+    });
+    let running = billing.start().await.unwrap();
+    Order::sample(13).submit(&env.bus).await.unwrap();
+    Order::sample(14).submit(&env.bus).await.unwrap();
+    let mut got = seen.take(2).await;
+    got.sort();
+    assert_eq!(got, [(13, 2), (14, 1)]);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn replayed_dead_letter_is_delivered_again(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut billing = env.service("billing");
+    billing.retry(RetryPolicy::no_retry());
+    let f = fixed.clone();
+    billing.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
+        let (rec, f) = (rec.clone(), f.clone());
+        async move {
+            if !f.load(Ordering::SeqCst) {
+                return Err(HandlerError::retry("bug not fixed yet"));
+            }
+            rec.record((o.id, ctx.attempt()));
+            Ok(())
+        }
+    });
+    let queue = billing.queue().to_owned();
+    let running = billing.start().await.unwrap();
+    Order::sample(21).submit(&env.bus).await.unwrap();
+    let dlq = dead_letter_queue_name(&queue);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while env.transport().queue_len(&dlq).await.unwrap() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fixed.store(true, Ordering::SeqCst);
+    let moved = replay_dead_letters(&env.bus, &queue, 100).await.unwrap();
+    assert_eq!(moved, 1);
+    assert_eq!(seen.take(1).await, [(21, 1)]);
+    assert_eq!(env.transport().queue_len(&dlq).await.unwrap(), 0);
+    running.shutdown().await.unwrap();
+}
+
+pub async fn upcaster_handles_v1_and_v2_in_one_callback(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    billing
+        .on(OrderSubmittedV2::SUBMIT, move |o: OrderSubmittedV2, ctx: Delivery| {
+            let rec = rec.clone();
+            async move {
+                rec.record((o.id, o.currency, ctx.routing_key().to_owned()));
+                ok()
+            }
+        })
+        .upcast_from(Order::SUBMIT);
+    let running = billing.start().await.unwrap();
+    Order::sample(1).submit(&env.bus).await.unwrap();
+    let v2 = OrderSubmittedV2 {
+        currency: "USD".into(),
+        ..Order::sample(2).into()
+    };
+    v2.submit(&env.bus).await.unwrap();
+    let mut got = seen.take(2).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (1, "EUR".to_owned(), "order.v1.submit".to_owned()),
+            (2, "USD".to_owned(), "order.v2.submit".to_owned())
+        ]
+    );
+    running.shutdown().await.unwrap();
+}
+
+pub async fn v1_only_consumer_dead_letters_v2_as_unsupported_version(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("old_billing");
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    billing.on(Order::SUBMIT, move |o: Order, _| {
+        let rec = rec.clone();
+        async move {
+            rec.record(o.id);
+            ok()
+        }
+    });
+    let queue = billing.queue().to_owned();
+    let running = billing.start().await.unwrap();
+    let v2: OrderSubmittedV2 = Order::sample(4).into();
+    v2.submit(&env.bus).await.unwrap();
+    Order::sample(5).submit(&env.bus).await.unwrap();
+    assert_eq!(seen.take(1).await, [5]);
+    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let h = &dead.properties.headers;
+    let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
+    assert!(reason.starts_with("unsupported version"), "{reason}");
+    assert!(reason.contains("order.v1.submit"), "{reason}");
+    assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
+    seen.quiet(Duration::from_millis(200)).await;
+    running.shutdown().await.unwrap();
+}
+
+pub async fn newer_minor_with_extra_field_is_accepted(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
+        let rec = rec.clone();
+        async move {
+            rec.record((o.id, ctx.version().clone()));
+            ok()
+        }
+    });
+    let running = billing.start().await.unwrap();
+    let body = br#"{"id": 31, "customer": "c", "lines": [], "gift_wrap": true}"#;
+    env.publish_raw("order.v1.submit", body, &[(envelope::VERSION_HEADER, "1.4.0")])
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.take(1).await,
+        [(31, ReceivedVersion::Full(semver::Version::new(1, 4, 0)))]
+    );
+    running.shutdown().await.unwrap();
+}
+
+pub async fn headerless_message_is_versioned_by_routing_key(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    billing
+        .on(OrderSubmittedV2::SUBMIT, move |o: OrderSubmittedV2, ctx: Delivery| {
+            let rec = rec.clone();
+            async move {
+                rec.record((o.id, o.currency, ctx.version().clone()));
+                ok()
+            }
+        })
+        .upcast_from(Order::SUBMIT);
+    let running = billing.start().await.unwrap();
+    let v2 = br#"{"id": 41, "customer": "c", "lines": [], "currency": "CHF"}"#;
+    env.publish_raw("order.v2.submit", v2, &[]).await.unwrap();
+    let v1 = br#"{"id": 42, "customer": "c", "lines": []}"#;
+    env.publish_raw("order.v1.submit", v1, &[]).await.unwrap();
+    let mut got = seen.take(2).await;
+    got.sort_by_key(|g| g.0);
+    assert_eq!(
+        got,
+        [
+            (41, "CHF".to_owned(), ReceivedVersion::Major(2)),
+            (42, "EUR".to_owned(), ReceivedVersion::Major(1))
+        ]
+    );
+    running.shutdown().await.unwrap();
+}
+
+pub async fn shutdown_lets_running_callbacks_finish(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = Arc::new(std::sync::Mutex::new(Some(started_tx)));
+    let mut billing = env.service("billing");
+    billing.on(Order::SUBMIT, move |o: Order, _| {
+        let (rec, started) = (rec.clone(), started_tx.clone());
+        async move {
+            if let Some(tx) = started.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            rec.record(o.id);
+            ok()
+        }
+    });
+    let queue = billing.queue().to_owned();
+    let running = billing.start().await.unwrap();
+    Order::sample(51).submit(&env.bus).await.unwrap();
+    started_rx.await.unwrap();
+    running.shutdown().await.unwrap();
+    assert_eq!(seen.take(1).await, [51]);
+    // Acknowledged before the subscription closed: nothing left, nothing dead-lettered.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 0);
+    assert_eq!(
+        env.transport()
+            .queue_len(&dead_letter_queue_name(&queue))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn message_ids_are_stable_across_retries(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("billing");
+    billing.on(Order::SUBMIT, move |_: Order, ctx: Delivery| {
+        let rec = rec.clone();
+        async move {
+            rec.record((ctx.message_id().to_owned(), ctx.attempt()));
+            if ctx.attempt() < 2 {
+                return Err(HandlerError::retry("once more"));
+            }
+            Ok(())
+        }
+    });
+    let running = billing.start().await.unwrap();
+    let published = Order::sample(61).submit(&env.bus).await.unwrap();
+    let got = seen.take(2).await;
+    assert_eq!(
+        got,
+        [
+            (published.message_id.clone(), 1),
+            (published.message_id.clone(), 2)
+        ]
+    );
+    running.shutdown().await.unwrap();
+}
