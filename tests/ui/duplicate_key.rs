@@ -1,0 +1,13 @@
+use event_manager::{Event, Exchange};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+const ORDER: Exchange = Exchange::topic("order");
+
+#[derive(Serialize, Deserialize, JsonSchema, Event)]
+#[event(exchange = ORDER, version = "1.0.0", version = "1.1.0", events(submit))]
+pub struct Order {
+    pub id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use event_manager::{Event, Exchange};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+const ORDER: Exchange = Exchange::topic("order");
+
+#[derive(Serialize, Deserialize, JsonSchema, Event)]
+pub struct Order {
+    pub id: u64,
+}
+
+fn main() {}
