@@ -94,3 +94,100 @@ impl From<OrderSubmittedV2> for Order {
         }
     }
 }
+
+/// The queues of the example services, shared by the services and by the order service,
+/// which declares them so that orders published before a service first starts wait in its
+/// queue.
+pub mod services {
+    use event_manager::{Bus, Service};
+
+    use super::ORDER;
+
+    /// Billing: queue `billing_order`, bound to `order.*.submit` (every major version).
+    pub fn billing(bus: &Bus) -> Service {
+        let mut service = bus.service("billing_order");
+        service
+            .bind(ORDER, "order.*.submit")
+            .expect("a valid pattern");
+        service
+    }
+
+    /// Logistics: queue `logistics_order`, bound to `order.#`.
+    pub fn logistics(bus: &Bus) -> Service {
+        let mut service = bus.service("logistics_order");
+        service.bind(ORDER, "order.#").expect("a valid pattern");
+        service
+    }
+}
+
+/// What the example services share: their command line, shutdown on signals and counting
+/// distinct orders.
+pub mod cli {
+    use std::collections::HashSet;
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use event_manager::{ConsumeError, Delivery, EventDef, Service};
+    use tokio::sync::Notify;
+
+    use super::Order;
+
+    /// Resolves on Ctrl-C or SIGTERM.
+    pub async fn shutdown_signal() {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+
+    /// Runs `service` with one callback per event in `events` that records distinct order
+    /// ids, until `expect` distinct orders were handled or a shutdown signal arrives.
+    /// Returns the number of distinct orders handled.
+    pub async fn count_distinct_orders(
+        mut service: Service,
+        events: &[EventDef<Order>],
+        expect: usize,
+    ) -> Result<usize, ConsumeError> {
+        let seen = Arc::new(Mutex::new(HashSet::new()));
+        let done = Arc::new(Notify::new());
+        for &event in events {
+            let (seen, done) = (seen.clone(), done.clone());
+            service.on(event, move |order: Order, _ctx: Delivery| {
+                let (seen, done) = (seen.clone(), done.clone());
+                async move {
+                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    if seen.insert(order.id) && seen.len() >= expect {
+                        done.notify_one();
+                    }
+                    Ok::<_, Infallible>(())
+                }
+            });
+        }
+        service.prefetch(500).concurrency(64);
+        service
+            .run_until(async {
+                tokio::select! {
+                    () = done.notified() => {}
+                    () = shutdown_signal() => {}
+                }
+            })
+            .await?;
+        let handled = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
+        Ok(handled)
+    }
+}

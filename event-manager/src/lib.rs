@@ -79,6 +79,7 @@ pub mod error;
 pub mod message;
 pub mod registry;
 pub mod routing;
+pub mod schema;
 pub mod service;
 pub mod transport;
 

@@ -140,7 +140,11 @@ impl Service {
         all
     }
 
-    async fn declare(&self) -> Result<(), ConsumeError> {
+    /// Declares the service's queue, bindings, wait and dead-letter queues without consuming.
+    /// A publisher can call it for the services it knows about, so that events published
+    /// before those services first start are kept in their queues instead of being
+    /// unroutable. Declaring is idempotent.
+    pub async fn declare(&self) -> Result<(), ConsumeError> {
         let transport = self.bus.transport();
         let mut queue = QueueSpec::durable(&self.queue);
         queue.kind = self.queue_kind;
