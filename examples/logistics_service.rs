@@ -22,7 +22,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let bus = Bus::from_env().await?.with_app_id("logistics");
     let service = services::logistics(&bus);
-    let handled = cli::count_distinct_orders(service, &[Order::SUBMIT, Order::CHARGEBACK], args.expect).await?;
+    let handled =
+        cli::count_distinct_orders(service, &[Order::SUBMIT, Order::CHARGEBACK], args.expect)
+            .await?;
     println!("handled {handled}");
     bus.close().await;
     Ok(())

@@ -45,7 +45,17 @@ async fn topic_matching_agrees_with_rabbitmq() {
     let mut rng = Lcg(seed);
 
     let mut patterns: Vec<String> = [
-        "#", "order.#", "#.submit", "a.#.c", "*", "a.*", "#.#", "*.#", "#.*", "a.#.#.c", "#.a.#",
+        "#",
+        "order.#",
+        "#.submit",
+        "a.#.c",
+        "*",
+        "a.*",
+        "#.#",
+        "*.#",
+        "#.*",
+        "a.#.#.c",
+        "#.a.#",
         "order.*.submit",
     ]
     .iter()
@@ -57,10 +67,18 @@ async fn topic_matching_agrees_with_rabbitmq() {
             patterns.push(p);
         }
     }
-    let mut keys: Vec<String> = ["", "order", "submit", "a.c", "a.b.c", "order.v1.submit", "a"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut keys: Vec<String> = [
+        "",
+        "order",
+        "submit",
+        "a.c",
+        "a.b.c",
+        "order.v1.submit",
+        "a",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     while keys.len() < 80 {
         keys.push(rng.words(&["a", "b", "c"], 1, 5));
     }
@@ -117,7 +135,8 @@ async fn topic_matching_agrees_with_rabbitmq() {
             incoming.ack().await.unwrap();
         }
         let parsed = BindingPattern::parse(pattern).unwrap();
-        let expected: BTreeSet<String> = keys.iter().filter(|k| parsed.matches(k)).cloned().collect();
+        let expected: BTreeSet<String> =
+            keys.iter().filter(|k| parsed.matches(k)).cloned().collect();
         if got != expected {
             mismatches.push(format!(
                 "pattern {pattern:?}: RabbitMQ routed {got:?}, we predicted {expected:?}"
@@ -130,5 +149,9 @@ async fn topic_matching_agrees_with_rabbitmq() {
     }
     transport.delete_exchange(&exchange).await.unwrap();
     bus.close().await;
-    assert!(mismatches.is_empty(), "seed {seed}:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "seed {seed}:\n{}",
+        mismatches.join("\n")
+    );
 }

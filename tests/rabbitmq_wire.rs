@@ -80,7 +80,10 @@ async fn published_message_carries_the_wire_contract() {
     let p = &d.properties;
     assert_eq!(d.routing_key.as_str(), "order.v1.submit");
     assert_eq!(serde_json::from_slice::<Order>(&d.data).unwrap(), order);
-    assert_eq!(p.content_type().as_ref().unwrap().as_str(), "application/json");
+    assert_eq!(
+        p.content_type().as_ref().unwrap().as_str(),
+        "application/json"
+    );
     assert_eq!(
         p.message_id().as_ref().unwrap().as_str(),
         published.message_id
@@ -111,7 +114,9 @@ async fn published_message_carries_the_wire_contract() {
         options.traceparent.unwrap()
     );
     assert!(
-        h.inner().keys().all(|k| !k.as_str().starts_with("cloudEvents:")),
+        h.inner()
+            .keys()
+            .all(|k| !k.as_str().starts_with("cloudEvents:")),
         "one separator per message: `_`"
     );
 

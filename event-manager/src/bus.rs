@@ -80,6 +80,52 @@ pub struct PublishOptions {
     pub traceparent: Option<String>,
 }
 
+/// A publish of one event in several major versions, built by [`Bus::publish_versions`].
+#[derive(Debug)]
+pub struct VersionedPublish<'b> {
+    bus: &'b Bus,
+    copies: Vec<(crate::contract::EventContract, crate::message::Message)>,
+}
+
+impl VersionedPublish<'_> {
+    /// Adds the copy of the event as `event`.
+    pub fn version<T: Event>(
+        mut self,
+        event: EventDef<T>,
+        payload: &T,
+    ) -> Result<Self, PublishError> {
+        let contract = *event.contract();
+        let mut message = envelope::encode(&contract, payload, &self.bus.origin())?;
+        message.exchange = self.bus.exchange_name(contract.exchange());
+        self.copies.push((contract, message));
+        Ok(self)
+    }
+
+    /// Publishes every copy at once and returns when the broker confirmed all of them. On an
+    /// error some copies may have been published: sending again re-sends all of them with a
+    /// new message id unless the caller passes the same payloads, so handlers should be
+    /// idempotent (at-least-once).
+    pub async fn send(self) -> Result<Vec<Published>, PublishError> {
+        let (contracts, mut messages): (Vec<_>, Vec<_>) = self.copies.into_iter().unzip();
+        envelope::link_copies(&mut messages);
+        for contract in &contracts {
+            self.bus.declare_exchange(contract.exchange()).await?;
+        }
+        let published = contracts
+            .iter()
+            .zip(&messages)
+            .map(|(c, m)| Published {
+                message_id: m.properties.message_id.clone().unwrap_or_default(),
+                routing_key: c.routing_key(),
+            })
+            .collect();
+        let transport = self.bus.transport();
+        futures_util::future::try_join_all(messages.into_iter().map(|m| transport.publish(m)))
+            .await?;
+        Ok(published)
+    }
+}
+
 /// What the broker confirmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -250,6 +296,57 @@ impl Bus {
         }
         .instrument(span)
         .await
+    }
+
+    /// Starts a publish of one logical event in several major versions at once, for a
+    /// migration: every copy shares one message id, lists the others in the
+    /// `x-published-as` header, and [`VersionedPublish::send`] returns once the broker
+    /// confirmed all of them. A service bound to several copies handles only the highest
+    /// major it has a callback for.
+    ///
+    /// ```
+    /// # use event_manager::{Bus, Event, Exchange};
+    /// # use schemars::JsonSchema;
+    /// # use serde::{Deserialize, Serialize};
+    /// # pub const ORDER: Exchange = Exchange::topic("order");
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+    /// # #[event(exchange = ORDER, version = "1.4.0", events(submit))]
+    /// # pub struct OrderV1 { pub id: u64 }
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+    /// # #[event(exchange = ORDER, version = "2.0.0", events(submit))]
+    /// # pub struct OrderV2 { pub id: u64, pub currency: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let bus = Bus::in_memory();
+    /// # let mut s = bus.service("audit");
+    /// # s.bind(ORDER, "order.#")?;
+    /// # s.on(OrderV1::SUBMIT, |_: OrderV1, _| async { Ok::<_, std::convert::Infallible>(()) });
+    /// # s.declare().await?;
+    /// let v2 = OrderV2 { id: 1, currency: "EUR".into() };
+    /// let v1 = OrderV1 { id: v2.id };
+    /// let published = bus
+    ///     .publish_versions()
+    ///     .version(OrderV1::SUBMIT, &v1)?
+    ///     .version(OrderV2::SUBMIT, &v2)?
+    ///     .send()
+    ///     .await?;
+    /// assert_eq!(published.len(), 2);
+    /// assert_eq!(published[0].message_id, published[1].message_id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn publish_versions(&self) -> VersionedPublish<'_> {
+        VersionedPublish {
+            bus: self,
+            copies: Vec::new(),
+        }
+    }
+
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            app_id: &self.inner.app_id,
+            ..Origin::default()
+        }
     }
 
     /// A consuming service reading the durable queue `queue` (e.g. `billing_order`). Several

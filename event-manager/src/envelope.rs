@@ -17,6 +17,8 @@
 //! the original exchange and routing key in [`ORIGINAL_EXCHANGE_HEADER`] and
 //! [`ORIGINAL_ROUTING_KEY_HEADER`], the number of attempts made in [`ATTEMPTS_HEADER`]; dead
 //! letters add [`DEAD_LETTER_REASON_HEADER`], [`FAILED_AT_HEADER`] and [`SERVICE_HEADER`].
+//! Copies of one event published in several majors at once share their message id and list
+//! each other in [`PUBLISHED_AS_HEADER`].
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, RandomState};
@@ -49,6 +51,10 @@ pub const FAILED_AT_HEADER: &str = "x-failed-at";
 pub const SERVICE_HEADER: &str = "x-dead-letter-queue";
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// Header of an event published in several major versions at once (a migration): the
+/// comma-separated routing keys of every copy. A service handles only the copy with the
+/// highest major it has a callback for and acknowledges the others unhandled.
+pub const PUBLISHED_AS_HEADER: &str = "x-published-as";
 
 /// CloudEvents AMQP binding attribute headers (`cloudEvents_` prefix).
 pub mod cloud_events {
@@ -110,9 +116,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         routing_key: contract.routing_key().to_owned(),
         source,
     })?;
-    let message_id = origin
-        .message_id
-        .map_or_else(new_message_id, str::to_owned);
+    let message_id = origin.message_id.map_or_else(new_message_id, str::to_owned);
     let time = now();
     let key = contract.routing_key();
     let mut headers = Headers::new();
@@ -201,6 +205,32 @@ pub(crate) enum EnvelopeError {
         key: String,
         key_major: u64,
     },
+}
+
+/// Marks `copies` (one event encoded in several majors) as copies of each other: one message
+/// id, and the [`PUBLISHED_AS_HEADER`] listing every copy's routing key.
+pub(crate) fn link_copies(copies: &mut [Message]) {
+    let keys: Vec<&str> = copies.iter().map(|m| m.routing_key.as_str()).collect();
+    let published_as = keys.join(",");
+    let Some(id) = copies.first().and_then(|m| m.properties.message_id.clone()) else {
+        return;
+    };
+    for copy in copies.iter_mut() {
+        copy.properties.message_id = Some(id.clone());
+        copy.properties.headers.insert(cloud_events::ID, id.clone());
+        copy.properties
+            .headers
+            .insert(PUBLISHED_AS_HEADER, published_as.clone());
+    }
+}
+
+/// The routing keys of the sibling copies of a message published in several majors.
+pub(crate) fn published_as(message: &Message) -> Option<impl Iterator<Item = &str>> {
+    message
+        .properties
+        .headers
+        .get_str(PUBLISHED_AS_HEADER)
+        .map(|keys| keys.split(',').map(str::trim).filter(|k| !k.is_empty()))
 }
 
 /// Reads the envelope of a received message.
@@ -309,14 +339,20 @@ mod tests {
         assert_eq!(r.version, ReceivedVersion::Major(2));
         assert_eq!(r.routing_key, "order.v2.submit");
         assert_eq!(r.attempts, 0);
-        assert_eq!(read(&bare("legacy")).unwrap().version, ReceivedVersion::Unknown);
+        assert_eq!(
+            read(&bare("legacy")).unwrap().version,
+            ReceivedVersion::Unknown
+        );
     }
 
     #[test]
     fn header_version_must_agree_with_key() {
         let mut m = bare("order.v1.submit");
         m.properties.headers.insert(VERSION_HEADER, "2.0.0");
-        assert!(matches!(read(&m), Err(EnvelopeError::VersionMismatch { .. })));
+        assert!(matches!(
+            read(&m),
+            Err(EnvelopeError::VersionMismatch { .. })
+        ));
         m.properties.headers.insert(VERSION_HEADER, "nonsense");
         assert!(matches!(read(&m), Err(EnvelopeError::BadVersion(_))));
         m.properties.headers.insert(VERSION_HEADER, "1.4.0");
@@ -333,16 +369,28 @@ mod tests {
         assert_eq!(retry.exchange, "");
         assert_eq!(retry.routing_key, "billing.retry.100ms");
         let r = read(&retry).unwrap();
-        assert_eq!((r.exchange, r.routing_key, r.attempts), ("order", "order.v1.submit", 1));
+        assert_eq!(
+            (r.exchange, r.routing_key, r.attempts),
+            ("order", "order.v1.submit", 1)
+        );
         let dead = to_dead_letter(&retry, "billing.dlq", "billing", 3, "boom");
         let h = &dead.properties.headers;
-        assert_eq!(h.get_str(ORIGINAL_ROUTING_KEY_HEADER), Some("order.v1.submit"));
+        assert_eq!(
+            h.get_str(ORIGINAL_ROUTING_KEY_HEADER),
+            Some("order.v1.submit")
+        );
         assert_eq!(h.get(ATTEMPTS_HEADER), Some(&HeaderValue::Int(3)));
         assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
         let replay = to_replay(&dead, "billing");
         assert_eq!(replay.routing_key, "billing");
         assert_eq!(read(&replay).unwrap().attempts, 0);
-        assert!(replay.properties.headers.get(DEAD_LETTER_REASON_HEADER).is_none());
+        assert!(
+            replay
+                .properties
+                .headers
+                .get(DEAD_LETTER_REASON_HEADER)
+                .is_none()
+        );
     }
 
     #[test]

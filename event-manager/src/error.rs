@@ -146,7 +146,9 @@ pub enum ConsumeError {
     },
     /// A retry or dead letter could not be published, so the message was left unacknowledged
     /// for the broker to deliver again.
-    #[error("queue `{queue}`: could not move a message to its retry or dead-letter queue: {source}")]
+    #[error(
+        "queue `{queue}`: could not move a message to its retry or dead-letter queue: {source}"
+    )]
     Forward {
         /// The service queue.
         queue: String,

@@ -72,7 +72,7 @@
 #![warn(rustdoc::broken_intra_doc_links)]
 
 pub mod bus;
-//TMP pub mod compat;
+pub mod compat;
 pub mod contract;
 pub mod envelope;
 pub mod error;
@@ -83,7 +83,7 @@ pub mod schema;
 pub mod service;
 pub mod transport;
 
-pub use bus::{Bus, PublishOptions, Published};
+pub use bus::{Bus, PublishOptions, Published, VersionedPublish};
 pub use contract::{Event, EventContract, EventDef, Exchange, ExchangeKind};
 pub use error::{ConnectError, ConsumeError, PublishError, TopologyError};
 pub use event_manager_derive::Event;

@@ -61,7 +61,8 @@ pub enum RegistryError {
 
 /// Every registered event contract, ordered by routing key.
 pub fn events() -> Vec<&'static EventContract> {
-    let mut all: Vec<&'static EventContract> = inventory::iter::<EventContract>.into_iter().collect();
+    let mut all: Vec<&'static EventContract> =
+        inventory::iter::<EventContract>.into_iter().collect();
     all.sort_by_key(|c| (c.routing_key(), c.type_name()));
     all.dedup_by(|a, b| a.routing_key() == b.routing_key() && a.type_name() == b.type_name());
     all
@@ -94,7 +95,12 @@ pub fn check(contracts: &[&EventContract]) -> Result<(), RegistryError> {
     let mut by_key: BTreeMap<&str, &EventContract> = BTreeMap::new();
     let mut exchanges: BTreeMap<&str, Exchange> = BTreeMap::new();
     for &c in contracts {
-        let expected = format!("{}.v{}.{}", c.exchange().name(), c.version().major, c.name());
+        let expected = format!(
+            "{}.v{}.{}",
+            c.exchange().name(),
+            c.version().major,
+            c.name()
+        );
         let well_formed = RoutingKey::parse(c.routing_key()).is_ok()
             && major_from_key(c.routing_key()) == Some(c.major());
         if !well_formed || c.routing_key() != expected {

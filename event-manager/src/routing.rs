@@ -407,7 +407,10 @@ mod tests {
             assert!(RoutingKey::parse(bad).is_err(), "{bad}");
         }
         let err = RoutingKey::parse("order.*.submit").unwrap_err();
-        assert!(err.to_string().contains("wildcards belong in binding patterns"));
+        assert!(
+            err.to_string()
+                .contains("wildcards belong in binding patterns")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use event_manager::message::Message;
+use event_manager::service::delete_service_queues;
 use event_manager::transport::{InMemoryBroker, Transport};
 use event_manager::{Bus, RetryPolicy, Service};
 use event_manager_examples::ORDER;
@@ -143,17 +144,12 @@ impl Env {
     pub async fn cleanup(&self) {
         let queues = std::mem::take(&mut *self.queues.lock().unwrap());
         for q in queues {
-            let mut all = vec![q.clone(), format!("{q}.dlq")];
-            all.extend(
-                TEST_DELAYS
-                    .iter()
-                    .map(|d| format!("{q}.retry.{}ms", d.as_millis())),
-            );
-            for name in all {
-                let _ = self.transport().delete_queue(&name).await;
-            }
+            let _ = delete_service_queues(&self.bus, &q, &test_policy()).await;
         }
-        let _ = self.transport().delete_exchange(&self.order_exchange()).await;
+        let _ = self
+            .transport()
+            .delete_exchange(&self.order_exchange())
+            .await;
         self.bus.close().await;
     }
 }
@@ -186,7 +182,10 @@ impl<T: std::fmt::Debug> Records<T> {
         while out.len() < n {
             match tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await {
                 Ok(Some(v)) => out.push(v),
-                _ => panic!("expected {n} records within 10 s, got {}: {out:?}", out.len()),
+                _ => panic!(
+                    "expected {n} records within 10 s, got {}: {out:?}",
+                    out.len()
+                ),
             }
         }
         out

@@ -64,6 +64,7 @@ macro_rules! all_conformance_cases {
             headerless_message_is_versioned_by_routing_key,
             shutdown_lets_running_callbacks_finish,
             message_ids_are_stable_across_retries,
+            dual_published_event_is_handled_once_per_service,
         );
     };
 }
@@ -162,7 +163,11 @@ pub async fn competing_consumers_share_a_queue(env: &Env) {
     let got = seen.take(20).await;
     let mut ids: Vec<u64> = got.iter().map(|(_, id)| *id).collect();
     ids.sort();
-    assert_eq!(ids, (0..20).collect::<Vec<_>>(), "each message exactly once");
+    assert_eq!(
+        ids,
+        (0..20).collect::<Vec<_>>(),
+        "each message exactly once"
+    );
     for worker in 0..2 {
         assert!(
             got.iter().any(|(w, _)| *w == worker),
@@ -258,7 +263,10 @@ pub async fn argument_mismatch_is_a_named_error(env: &Env) {
     env.transport().declare_queue(&spec).await.unwrap();
 
     let exchange = env.order_exchange();
-    env.transport().declare_exchange(&exchange, true).await.unwrap();
+    env.transport()
+        .declare_exchange(&exchange, true)
+        .await
+        .unwrap();
     let err = env
         .transport()
         .declare_exchange(&exchange, false)
@@ -383,7 +391,11 @@ pub async fn permanent_error_is_dead_lettered_at_once(env: &Env) {
     running.shutdown().await.unwrap();
 }
 
-async fn never_called_service(env: &Env, bind: &str, max_body: Option<usize>) -> (String, event_manager::RunningService, Arc<AtomicU32>) {
+async fn never_called_service(
+    env: &Env,
+    bind: &str,
+    max_body: Option<usize>,
+) -> (String, event_manager::RunningService, Arc<AtomicU32>) {
     let calls = Arc::new(AtomicU32::new(0));
     let mut billing = env.service("billing");
     billing.bind(ORDER, bind).unwrap();
@@ -404,7 +416,9 @@ async fn never_called_service(env: &Env, bind: &str, max_body: Option<usize>) ->
 
 pub async fn malformed_body_is_dead_lettered_at_once(env: &Env) {
     let (queue, running, calls) = never_called_service(env, "order.*.submit", None).await;
-    env.publish_raw("order.v1.submit", b"{not json", &[]).await.unwrap();
+    env.publish_raw("order.v1.submit", b"{not json", &[])
+        .await
+        .unwrap();
     env.publish_raw("order.v1.submit", br#"{"id": "not a number"}"#, &[])
         .await
         .unwrap();
@@ -500,7 +514,10 @@ pub async fn replayed_dead_letter_is_delivered_again(env: &Env) {
     let dlq = dead_letter_queue_name(&queue);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while env.transport().queue_len(&dlq).await.unwrap() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "nothing dead-lettered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     fixed.store(true, Ordering::SeqCst);
@@ -516,13 +533,16 @@ pub async fn upcaster_handles_v1_and_v2_in_one_callback(env: &Env) {
     let mut billing = env.service("billing");
     billing.bind(ORDER, "order.*.submit").unwrap();
     billing
-        .on(OrderSubmittedV2::SUBMIT, move |o: OrderSubmittedV2, ctx: Delivery| {
-            let rec = rec.clone();
-            async move {
-                rec.record((o.id, o.currency, ctx.routing_key().to_owned()));
-                ok()
-            }
-        })
+        .on(
+            OrderSubmittedV2::SUBMIT,
+            move |o: OrderSubmittedV2, ctx: Delivery| {
+                let rec = rec.clone();
+                async move {
+                    rec.record((o.id, o.currency, ctx.routing_key().to_owned()));
+                    ok()
+                }
+            },
+        )
         .upcast_from(Order::SUBMIT);
     let running = billing.start().await.unwrap();
     Order::sample(1).submit(&env.bus).await.unwrap();
@@ -582,9 +602,13 @@ pub async fn newer_minor_with_extra_field_is_accepted(env: &Env) {
     });
     let running = billing.start().await.unwrap();
     let body = br#"{"id": 31, "customer": "c", "lines": [], "gift_wrap": true}"#;
-    env.publish_raw("order.v1.submit", body, &[(envelope::VERSION_HEADER, "1.4.0")])
-        .await
-        .unwrap();
+    env.publish_raw(
+        "order.v1.submit",
+        body,
+        &[(envelope::VERSION_HEADER, "1.4.0")],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         seen.take(1).await,
         [(31, ReceivedVersion::Full(semver::Version::new(1, 4, 0)))]
@@ -597,13 +621,16 @@ pub async fn headerless_message_is_versioned_by_routing_key(env: &Env) {
     let mut billing = env.service("billing");
     billing.bind(ORDER, "order.*.submit").unwrap();
     billing
-        .on(OrderSubmittedV2::SUBMIT, move |o: OrderSubmittedV2, ctx: Delivery| {
-            let rec = rec.clone();
-            async move {
-                rec.record((o.id, o.currency, ctx.version().clone()));
-                ok()
-            }
-        })
+        .on(
+            OrderSubmittedV2::SUBMIT,
+            move |o: OrderSubmittedV2, ctx: Delivery| {
+                let rec = rec.clone();
+                async move {
+                    rec.record((o.id, o.currency, ctx.version().clone()));
+                    ok()
+                }
+            },
+        )
         .upcast_from(Order::SUBMIT);
     let running = billing.start().await.unwrap();
     let v2 = br#"{"id": 41, "customer": "c", "lines": [], "currency": "CHF"}"#;
@@ -680,4 +707,65 @@ pub async fn message_ids_are_stable_across_retries(env: &Env) {
         ]
     );
     running.shutdown().await.unwrap();
+}
+
+pub async fn dual_published_event_is_handled_once_per_service(env: &Env) {
+    let (rec, mut seen) = recorder();
+    // Old billing knows v1 only, and is bound to every major.
+    let mut old = env.service("old_billing");
+    old.bind(ORDER, "order.*.submit").unwrap();
+    let r = rec.clone();
+    old.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
+        let r = r.clone();
+        async move {
+            r.record(format!("old {} {}", ctx.routing_key(), o.id));
+            ok()
+        }
+    });
+    // New billing takes v2, and v1 through the upcaster.
+    let mut new = env.service("new_billing");
+    new.bind(ORDER, "order.*.submit").unwrap();
+    let r = rec.clone();
+    new.on(
+        OrderSubmittedV2::SUBMIT,
+        move |o: OrderSubmittedV2, ctx: Delivery| {
+            let r = r.clone();
+            async move {
+                r.record(format!("new {} {} {}", ctx.routing_key(), o.id, o.currency));
+                ok()
+            }
+        },
+    )
+    .upcast_from(Order::SUBMIT);
+    let old_queue = old.queue().to_owned();
+    let new_queue = new.queue().to_owned();
+    let (old, new) = (old.start().await.unwrap(), new.start().await.unwrap());
+
+    let v1 = Order::sample(9);
+    let v2 = OrderSubmittedV2 {
+        currency: "USD".into(),
+        ..v1.clone().into()
+    };
+    let published = env
+        .bus
+        .publish_versions()
+        .version(Order::SUBMIT, &v1)
+        .unwrap()
+        .version(OrderSubmittedV2::SUBMIT, &v2)
+        .unwrap()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[0].message_id, published[1].message_id);
+    let mut got = seen.take(2).await;
+    got.sort();
+    assert_eq!(got, ["new order.v2.submit 9 USD", "old order.v1.submit 9"]);
+    seen.quiet(Duration::from_millis(300)).await;
+    for queue in [old_queue, new_queue] {
+        let dlq = dead_letter_queue_name(&queue);
+        assert_eq!(env.transport().queue_len(&dlq).await.unwrap(), 0, "{dlq}");
+    }
+    old.shutdown().await.unwrap();
+    new.shutdown().await.unwrap();
 }

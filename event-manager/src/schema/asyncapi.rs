@@ -207,10 +207,7 @@ impl AsyncApi {
         info.insert("title".to_owned(), Value::String(self.title.clone()));
         info.insert("version".to_owned(), Value::String(self.version.clone()));
         if let Some(description) = &self.description {
-            info.insert(
-                "description".to_owned(),
-                Value::String(description.clone()),
-            );
+            info.insert("description".to_owned(), Value::String(description.clone()));
         }
         let mut doc = json!({
             "asyncapi": ASYNCAPI_VERSION,

@@ -1,14 +1,38 @@
 //! Moving dead letters back to their service queue once the cause is fixed.
 
-use super::retry::dead_letter_queue_name;
+use super::retry::{RetryPolicy, dead_letter_queue_name, wait_queue_name};
 use crate::bus::Bus;
 use crate::envelope;
-use crate::error::ConsumeError;
+use crate::error::{ConsumeError, TopologyError};
+
+/// Deletes the queues of service queue `queue`: the queue itself, its dead-letter queue and
+/// the wait queues of `policy`, with the messages they hold. For tests, examples and
+/// decommissioning a service.
+pub async fn delete_service_queues(
+    bus: &Bus,
+    queue: &str,
+    policy: &RetryPolicy,
+) -> Result<(), TopologyError> {
+    let transport = bus.transport();
+    for delay in policy.distinct_delays() {
+        transport
+            .delete_queue(&wait_queue_name(queue, delay))
+            .await?;
+    }
+    transport
+        .delete_queue(&dead_letter_queue_name(queue))
+        .await?;
+    transport.delete_queue(queue).await
+}
 
 /// Moves up to `limit` dead letters of service queue `queue` (from `<queue>.dlq`) back to
 /// `queue`, each with a fresh set of attempts, and returns how many were moved. Each one is
 /// removed from the dead-letter queue only after the broker confirmed its re-publication.
-pub async fn replay_dead_letters(bus: &Bus, queue: &str, limit: usize) -> Result<usize, ConsumeError> {
+pub async fn replay_dead_letters(
+    bus: &Bus,
+    queue: &str,
+    limit: usize,
+) -> Result<usize, ConsumeError> {
     let transport = bus.transport();
     let dlq = dead_letter_queue_name(queue);
     let mut moved = 0;

@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-pub use dead_letter::replay_dead_letters;
+pub use dead_letter::{delete_service_queues, replay_dead_letters};
 pub use handler::{Delivery, HandlerError};
 pub use retry::{RetryPolicy, dead_letter_queue_name};
 pub use runner::RunningService;
@@ -152,7 +152,10 @@ impl Service {
                 .map(|r| r.map_err(Into::into))
                 .boxed()
         });
-        self.add_route(event, erase(std::any::type_name::<T>(), |t: T| t, callback.clone()));
+        self.add_route(
+            event,
+            erase(std::any::type_name::<T>(), |t: T| t, callback.clone()),
+        );
         OnEvent {
             service: self,
             callback,

@@ -32,7 +32,10 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self::new(
             5,
-            [1, 5, 30, 120].into_iter().map(Duration::from_secs).collect(),
+            [1, 5, 30, 120]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
         )
     }
 }

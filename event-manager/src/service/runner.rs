@@ -207,10 +207,8 @@ async fn consume_loop(
         while tasks.try_join_next().is_some() {}
     }
     subscription.cancel().await;
-    let drained = tokio::time::timeout(grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             queue = %shared.queue,
@@ -253,7 +251,11 @@ async fn handle(shared: &Shared, incoming: Incoming) {
 }
 
 /// Runs the callbacks for `message`; returns the outcome and the attempt number.
-async fn run_callbacks(shared: &Shared, message: &Arc<Message>, redelivered: bool) -> (Outcome, u32) {
+async fn run_callbacks(
+    shared: &Shared,
+    message: &Arc<Message>,
+    redelivered: bool,
+) -> (Outcome, u32) {
     if message.body.len() > shared.max_body_bytes {
         let reason = format!(
             "body of {} bytes exceeds the limit of {} bytes",
@@ -267,6 +269,12 @@ async fn run_callbacks(shared: &Shared, message: &Arc<Message>, redelivered: boo
         Err(e) => return (Outcome::DeadLetter(e.to_string()), 1),
     };
     let attempt = received.attempts.saturating_add(1);
+    if let Some(preferred) = preferred_copy(shared, message)
+        && preferred != received.routing_key
+    {
+        tracing::debug!(%preferred, "another major of this event is handled instead; skipping this copy");
+        return (Outcome::Handled, attempt);
+    }
     let Some(route) = shared.routes.get(received.routing_key) else {
         return (
             Outcome::DeadLetter(no_route_reason(shared, received.routing_key)),
@@ -296,6 +304,14 @@ async fn run_callbacks(shared: &Shared, message: &Arc<Message>, redelivered: boo
         Err(panic) => Outcome::Retry(format!("callback panicked: {}", panic_text(&*panic))),
     };
     (outcome, attempt)
+}
+
+/// For an event published in several majors at once: the copy this service handles, the one
+/// with the highest major among those it has callbacks for.
+fn preferred_copy<'m>(shared: &Shared, message: &'m Message) -> Option<&'m str> {
+    envelope::published_as(message)?
+        .filter(|key| shared.routes.contains_key(key))
+        .max_by_key(|key| crate::routing::major_from_key(key))
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {

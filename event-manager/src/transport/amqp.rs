@@ -63,8 +63,15 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// An AMQP short string: at most 255 bytes, cut at a character boundary when longer.
 fn short(s: &str) -> ShortString {
-    ShortString::try_new(s).unwrap_or_else(|_| ShortString::from(&s[..s.floor_char_boundary(255)]))
+    ShortString::try_new(s).unwrap_or_else(|_| {
+        let mut end = 255.min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        ShortString::from(&s[..end])
+    })
 }
 
 impl AmqpTransport {
@@ -84,10 +91,11 @@ impl AmqpTransport {
                     .with_max_delay(Duration::from_secs(2))
                     .with_max_times(40)
             });
-        let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
-            .await
-            .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-            .map_err(|e| fail(scrub(&e.to_string(), url)))?;
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
+                .await
+                .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+                .map_err(|e| fail(scrub(&e.to_string(), url)))?;
         let connection = Arc::new(connection);
         let publisher = open_publisher(&connection)
             .await
@@ -160,7 +168,12 @@ fn topology_error(entity: String, error: &lapin::Error) -> TopologyError {
                 };
             }
             404 => return TopologyError::NotFound { entity },
-            _ => return TopologyError::Refused { entity, detail: text },
+            _ => {
+                return TopologyError::Refused {
+                    entity,
+                    detail: text,
+                };
+            }
         }
     }
     TopologyError::Connection {
@@ -172,7 +185,10 @@ fn topology_error(entity: String, error: &lapin::Error) -> TopologyError {
 fn queue_arguments(spec: &QueueSpec) -> FieldTable {
     let mut args = FieldTable::default();
     if spec.kind == QueueKind::Quorum {
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
     }
     if let Some(ttl) = spec.message_ttl {
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
@@ -236,7 +252,9 @@ fn to_amqp(properties: &Properties) -> BasicProperties {
 
 fn header_value(value: &AMQPValue) -> Option<HeaderValue> {
     Some(match value {
-        AMQPValue::LongString(s) => HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::LongString(s) => {
+            HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
         AMQPValue::ShortString(s) => HeaderValue::Str(s.as_str().to_owned()),
         AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
         AMQPValue::ShortShortInt(i) => HeaderValue::Int(i64::from(*i)),
@@ -288,7 +306,11 @@ fn incoming(
         body: data.into(),
         properties: from_amqp(properties),
     };
-    Incoming::new(Arc::new(message), redelivered, Box::new(AmqpAcker { acker }))
+    Incoming::new(
+        Arc::new(message),
+        redelivered,
+        Box::new(AmqpAcker { acker }),
+    )
 }
 
 struct AmqpAcker {
@@ -425,7 +447,8 @@ impl Transport for AmqpTransport {
         exchange: &str,
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
-        let entity = || format!("binding of queue `{queue}` to exchange `{exchange}` with `{pattern}`");
+        let entity =
+            || format!("binding of queue `{queue}` to exchange `{exchange}` with `{pattern}`");
         let channel = self
             .topology_channel()
             .await
@@ -554,7 +577,9 @@ impl Transport for AmqpTransport {
             }
             resends += 1;
             if resends > MAX_RESENDS {
-                return Err(failure(format!("gave up after {MAX_RESENDS} re-sends: {error}")));
+                return Err(failure(format!(
+                    "gave up after {MAX_RESENDS} re-sends: {error}"
+                )));
             }
             tracing::warn!(%error, resends, "publish interrupted; waiting for recovery to re-send");
             match tokio::time::timeout(RECOVERY_TIMEOUT, channel.wait_for_recovery(error)).await {

@@ -130,34 +130,33 @@ impl InMemoryBroker {
 }
 
 fn route(inner: &Arc<Inner>, message: Message) -> Result<usize, TopologyError> {
-    let targets: Vec<Arc<Queue>> = {
-        let state = lock(&inner.state);
-        if message.exchange.is_empty() {
-            state
-                .queues
-                .get(&message.routing_key)
-                .cloned()
-                .into_iter()
-                .collect()
-        } else {
-            let exchange =
+    let targets: Vec<Arc<Queue>> =
+        {
+            let state = lock(&inner.state);
+            if message.exchange.is_empty() {
                 state
-                    .exchanges
-                    .get(&message.exchange)
-                    .ok_or_else(|| TopologyError::NotFound {
+                    .queues
+                    .get(&message.routing_key)
+                    .cloned()
+                    .into_iter()
+                    .collect()
+            } else {
+                let exchange = state.exchanges.get(&message.exchange).ok_or_else(|| {
+                    TopologyError::NotFound {
                         entity: exchange_entity(&message.exchange),
-                    })?;
-            let mut targets: Vec<Arc<Queue>> = Vec::new();
-            for (pattern, queue) in &exchange.bindings {
-                if pattern.matches(&message.routing_key)
-                    && !targets.iter().any(|q| Arc::ptr_eq(q, queue))
-                {
-                    targets.push(queue.clone());
+                    }
+                })?;
+                let mut targets: Vec<Arc<Queue>> = Vec::new();
+                for (pattern, queue) in &exchange.bindings {
+                    if pattern.matches(&message.routing_key)
+                        && !targets.iter().any(|q| Arc::ptr_eq(q, queue))
+                    {
+                        targets.push(queue.clone());
+                    }
                 }
+                targets
             }
-            targets
-        }
-    };
+        };
     let n = targets.len();
     let message = Arc::new(message);
     for queue in targets {
@@ -269,13 +268,10 @@ impl QueueState {
     fn dispatch(&mut self) {
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let n = self.consumers.len();
-            let Some(index) = (0..n)
-                .map(|i| (self.next_consumer + i) % n)
-                .find(|&i| {
-                    let c = &self.consumers[i];
-                    c.prefetch == 0 || c.in_flight < c.prefetch
-                })
-            else {
+            let Some(index) = (0..n).map(|i| (self.next_consumer + i) % n).find(|&i| {
+                let c = &self.consumers[i];
+                c.prefetch == 0 || c.in_flight < c.prefetch
+            }) else {
                 return;
             };
             let Some(ready) = self.ready.pop_front() else {
@@ -310,10 +306,7 @@ struct MemoryAcker {
 
 impl MemoryAcker {
     fn settle(&self, outcome: Settle) {
-        if !self
-            .settled
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
+        if !self.settled.swap(true, std::sync::atomic::Ordering::AcqRel) {
             self.queue.settle(self.tag, outcome);
         }
     }
