@@ -27,16 +27,14 @@ pub const DEFAULT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
 /// The export of the example contracts: every registered contract (the order events) and
 /// the consumer bindings of the quickstart's services.
 pub fn asyncapi() -> Result<AsyncApi, RoutingError> {
-    Ok(
-        AsyncApi::new("event-manager example contracts", env!("CARGO_PKG_VERSION"))
-            .description(
-                "The order domain of the event-manager examples: orders are submitted (versions 1 \
-             and 2) and charged back on the `order` topic exchange. `billing_order` consumes \
-             every version of `submit`; `logistics_order` consumes every order event.",
-            )
-            .consumer("billing_order", ORDER, "order.*.submit".parse()?)
-            .consumer("logistics_order", ORDER, "order.#".parse()?),
-    )
+    let description = "The order domain of the event-manager examples: orders are submitted \
+        (versions 1 and 2) and charged back on the `order` topic exchange. `billing_order` \
+        consumes every version of `submit`; `logistics_order` consumes every order event.";
+    let api = AsyncApi::new("event-manager example contracts", env!("CARGO_PKG_VERSION"))
+        .description(description)
+        .consumer("billing_order", ORDER, "order.*.submit".parse()?)
+        .consumer("logistics_order", ORDER, "order.#".parse()?);
+    Ok(api)
 }
 
 /// Command line of the export.

@@ -95,7 +95,7 @@ impl VersionedPublish<'_> {
         payload: &T,
     ) -> Result<Self, PublishError> {
         let contract = *event.contract();
-        let mut message = envelope::encode(&contract, payload, &self.bus.origin())?;
+        let mut message = envelope::encode_with(&contract, payload, &self.bus.origin())?;
         message.exchange = self.bus.exchange_name(contract.exchange());
         self.copies.push((contract, message));
         Ok(self)
@@ -274,7 +274,7 @@ impl Bus {
         );
         async move {
             self.declare_exchange(contract.exchange()).await?;
-            let mut message = envelope::encode(
+            let mut message = envelope::encode_with(
                 contract,
                 payload,
                 &Origin {

@@ -106,8 +106,51 @@ pub(crate) struct Origin<'a> {
     pub traceparent: Option<&'a str>,
 }
 
+/// Encodes `payload` as the message a bus publishing as `app_id` sends for `event` (for
+/// outboxes, tests and benchmarks; [`crate::Bus::publish`] does this itself).
+///
+/// ```
+/// # use event_manager::{Event, Exchange, envelope};
+/// # use schemars::JsonSchema;
+/// # use serde::{Deserialize, Serialize};
+/// # pub const ORDER: Exchange = Exchange::topic("order");
+/// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Event)]
+/// # #[event(exchange = ORDER, version = "1.2.0", events(submit))]
+/// # pub struct Order { pub id: u64 }
+/// let message = envelope::encode(Order::SUBMIT, &Order { id: 1 }, "order-service")?;
+/// assert_eq!(message.routing_key, "order.v1.submit");
+/// let (version, order): (_, Order) = envelope::decode(&message)?;
+/// assert_eq!(version.major(), Some(1));
+/// assert_eq!(order, Order { id: 1 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encode<T: crate::Event>(
+    event: crate::EventDef<T>,
+    payload: &T,
+    app_id: &str,
+) -> Result<Message, PublishError> {
+    encode_with(
+        event.contract(),
+        payload,
+        &Origin {
+            app_id,
+            ..Origin::default()
+        },
+    )
+}
+
+/// Reads the version and payload of a received message.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    message: &Message,
+) -> Result<(ReceivedVersion, T), EnvelopeError> {
+    let received = read(message)?;
+    let payload =
+        serde_json::from_slice(&message.body).map_err(|e| EnvelopeError::Body(e.to_string()))?;
+    Ok((received.version, payload))
+}
+
 /// Encodes `payload` as the message for `contract`.
-pub(crate) fn encode<T: Serialize + ?Sized>(
+pub(crate) fn encode_with<T: Serialize + ?Sized>(
     contract: &EventContract,
     payload: &T,
     origin: &Origin<'_>,
@@ -192,19 +235,28 @@ pub(crate) struct Received<'a> {
     pub attempts: u32,
 }
 
-/// Why the envelope of a received message cannot be read.
+/// Why a received message cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum EnvelopeError {
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The version header is not a semver version.
     #[error("the {VERSION_HEADER} header `{0}` is not a semver version")]
     BadVersion(String),
+    /// The version header and the routing key name different majors.
     #[error(
         "the {VERSION_HEADER} header says major {header} but the routing key `{key}` says v{key_major}"
     )]
     VersionMismatch {
+        /// The major of the header.
         header: u64,
+        /// The routing key.
         key: String,
+        /// The major of the routing key.
         key_major: u64,
     },
+    /// The body does not decode as the payload type.
+    #[error("the body does not decode: {0}")]
+    Body(String),
 }
 
 /// Marks `copies` (one event encoded in several majors) as copies of each other: one message

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::contract::{EventContract, Exchange, ExchangeKind};
-use crate::envelope::{CONTENT_TYPE, TRACEPARENT_HEADER, VERSION_HEADER, cloud_events, schema_id};
+use crate::envelope::{
+    CONTENT_TYPE, PUBLISHED_AS_HEADER, TRACEPARENT_HEADER, VERSION_HEADER, cloud_events, schema_id,
+};
 use crate::registry;
 use crate::routing::BindingPattern;
 
@@ -25,6 +27,9 @@ pub const BINDING_PATTERN_EXTENSION: &str = "x-binding-pattern";
 
 /// The W3C `traceparent` format: version, trace id, parent id and flags in lowercase hex.
 const TRACEPARENT_PATTERN: &str = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$";
+/// Comma-separated routing keys.
+const ROUTING_KEYS_PATTERN: &str =
+    r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(,[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*)*$";
 
 /// A queue bound to an exchange with a pattern: the runtime wiring of one consuming service,
 /// described to the AsyncAPI export (services are values built at run time, so the export
@@ -319,10 +324,13 @@ fn headers_schema(contract: &EventContract) -> Value {
     );
     json!({
         "type": "object",
-        "description": "AMQP application headers. event-manager publishers set all of them, \
-            `traceparent` only when the publisher has a trace context. Consumers require none: \
-            a message with only the routing key and the JSON body is versioned by the \
-            `v<major>` word of its routing key.",
+        "description": format!(
+            "AMQP application headers. event-manager publishers set all of them, \
+             `{TRACEPARENT_HEADER}` only when the publisher has a trace context and \
+             `{PUBLISHED_AS_HEADER}` only when one event is published in several major \
+             versions at once. Consumers require none: a message with only the routing key and \
+             the JSON body is versioned by the `v<major>` word of its routing key."
+        ),
         "properties": {
             VERSION_HEADER: {
                 "type": "string",
@@ -364,6 +372,14 @@ fn headers_schema(contract: &EventContract) -> Value {
                 "type": "string",
                 "description": "W3C trace context of the publisher.",
                 "pattern": TRACEPARENT_PATTERN,
+            },
+            PUBLISHED_AS_HEADER: {
+                "type": "string",
+                "description": "The routing keys of every copy (this one included), \
+                    comma-separated, when one event is published in several major versions at \
+                    once. A consumer handles only the copy with the highest major it has a \
+                    callback for.",
+                "pattern": ROUTING_KEYS_PATTERN,
             },
         },
     })

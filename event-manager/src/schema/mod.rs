@@ -8,7 +8,7 @@
 //! * [`AsyncApi`]: the AsyncAPI document. Channels are routing keys with their AMQP binding;
 //!   `send` operations publish them; `receive` operations come from the consumer bindings
 //!   the export is told about ([`AsyncApi::consumer`]).
-//! * [`files`], [`write`], [`check`]: the whole export as files, `<routing-key>.json` per
+//! * [`files`], [`write()`], [`check`]: the whole export as files, `<routing-key>.json` per
 //!   contract and [`ASYNCAPI_FILE`], deterministic to the byte so they can be checked in and
 //!   checked by a test.
 //!
