@@ -287,7 +287,9 @@ async fn typed_consume(
     let on_progress = Arc::new(on_progress);
     let mut service = bus.service(queue);
     service.bind(BENCH, "bench.*.submit")?;
-    service.prefetch(prefetch).concurrency(usize::from(prefetch));
+    service
+        .prefetch(prefetch)
+        .concurrency(usize::from(prefetch));
     let (h, d) = (handled.clone(), done.clone());
     service.on(BenchOrder::SUBMIT, move |_: BenchOrder, _| {
         let (h, d, p) = (h.clone(), d.clone(), on_progress.clone());
@@ -421,7 +423,9 @@ async fn latency_raw(
             _ => return Err("latency phase stalled".into()),
         };
         let order: BenchOrder = serde_json::from_slice(&delivery.data)?;
-        latencies.push(Duration::from_nanos(now_ns().saturating_sub(order.sent_at_ns)));
+        latencies.push(Duration::from_nanos(
+            now_ns().saturating_sub(order.sent_at_ns),
+        ));
         delivery.ack(BasicAckOptions::default()).await?;
     }
     publisher.await??;
@@ -447,7 +451,9 @@ async fn drain(args: &Args, url: &str, count: u64) -> Result<(), Box<dyn std::er
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let bus = Bus::connect(url).await?.with_namespace(format!("drain-{}", std::process::id()));
+    let bus = Bus::connect(url)
+        .await?
+        .with_namespace(format!("drain-{}", std::process::id()));
     let queue = format!("drain-{}.queue", std::process::id());
     let n = Names {
         exchange: bus.exchange_name(BENCH),

@@ -484,7 +484,7 @@ fn header_json(delivery: &Delivery) -> Value {
     let mut map = Map::new();
     for (name, value) in delivery.headers().iter() {
         let value = match value {
-            HeaderValue::Str(s) => Value::String(s.clone()),
+            HeaderValue::Str(s) => Value::String(s.to_string()),
             HeaderValue::Int(i) => json!(i),
             HeaderValue::Bool(b) => Value::Bool(*b),
         };

@@ -33,7 +33,9 @@ async fn run(queues: usize, events: u64) -> Duration {
     let mut running = Vec::new();
     for q in 0..queues {
         let mut service = bus.service(format!("bench_{q}"));
-        service.bind(ORDER, "order.*.submit").expect("valid pattern");
+        service
+            .bind(ORDER, "order.*.submit")
+            .expect("valid pattern");
         service.prefetch(1000).concurrency(1000);
         let (handled, done) = (handled.clone(), done.clone());
         service.on(Order::SUBMIT, move |_: Order, _| {

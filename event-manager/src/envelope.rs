@@ -97,6 +97,45 @@ fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// `time` in RFC 3339 at second precision, formatted once per second and thread.
+fn rfc3339_seconds(time: SystemTime) -> String {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            *cache = (
+                secs,
+                humantime::format_rfc3339_seconds(
+                    UNIX_EPOCH + std::time::Duration::from_secs(secs),
+                )
+                .to_string(),
+            );
+        }
+        cache.1.clone()
+    })
+}
+
+/// The exchange a received message was first published to (also on retries).
+pub(crate) fn original_exchange(message: &Message) -> &str {
+    message
+        .properties
+        .headers
+        .get_str(ORIGINAL_EXCHANGE_HEADER)
+        .unwrap_or(&message.exchange)
+}
+
+/// The routing key a received message was first published with (also on retries).
+pub(crate) fn original_routing_key(message: &Message) -> &str {
+    message
+        .properties
+        .headers
+        .get_str(ORIGINAL_ROUTING_KEY_HEADER)
+        .unwrap_or(&message.routing_key)
+}
+
 /// What the publisher adds to an event besides the payload.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Origin<'a> {
@@ -165,13 +204,13 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     let mut headers = Headers::new();
     headers.insert(VERSION_HEADER, contract.version_str());
     headers.insert(cloud_events::SPECVERSION, "1.0");
-    headers.insert(cloud_events::ID, message_id.as_str());
+    headers.insert(cloud_events::ID, message_id.clone());
     headers.insert(cloud_events::TYPE, key);
-    headers.insert(cloud_events::SOURCE, origin.app_id);
-    headers.insert(cloud_events::TIME, rfc3339(time));
+    headers.insert(cloud_events::SOURCE, origin.app_id.to_owned());
+    headers.insert(cloud_events::TIME, rfc3339_seconds(time));
     headers.insert(cloud_events::DATASCHEMA, schema_id(key));
     if let Some(tp) = origin.traceparent {
-        headers.insert(TRACEPARENT_HEADER, tp);
+        headers.insert(TRACEPARENT_HEADER, tp.to_owned());
     }
     Ok(Message {
         exchange: contract.exchange().name().to_owned(),
@@ -225,8 +264,6 @@ impl std::fmt::Display for ReceivedVersion {
 /// What the consumer reads from a received message before decoding its body.
 #[derive(Debug, Clone)]
 pub(crate) struct Received<'a> {
-    /// The exchange the event was first published to.
-    pub exchange: &'a str,
     /// The routing key the event was first published with.
     pub routing_key: &'a str,
     /// The version claimed by the message.
@@ -288,12 +325,7 @@ pub(crate) fn published_as(message: &Message) -> Option<impl Iterator<Item = &st
 /// Reads the envelope of a received message.
 pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
     let headers = &message.properties.headers;
-    let routing_key = headers
-        .get_str(ORIGINAL_ROUTING_KEY_HEADER)
-        .unwrap_or(&message.routing_key);
-    let exchange = headers
-        .get_str(ORIGINAL_EXCHANGE_HEADER)
-        .unwrap_or(&message.exchange);
+    let routing_key = original_routing_key(message);
     let key_major = major_from_key(routing_key);
     let version = match headers.get_str(VERSION_HEADER) {
         Some(text) => {
@@ -315,7 +347,6 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
         .and_then(|a| u32::try_from(a).ok())
         .unwrap_or(0);
     Ok(Received {
-        exchange,
         routing_key,
         version,
         attempts,
@@ -421,10 +452,8 @@ mod tests {
         assert_eq!(retry.exchange, "");
         assert_eq!(retry.routing_key, "billing.retry.100ms");
         let r = read(&retry).unwrap();
-        assert_eq!(
-            (r.exchange, r.routing_key, r.attempts),
-            ("order", "order.v1.submit", 1)
-        );
+        assert_eq!((r.routing_key, r.attempts), ("order.v1.submit", 1));
+        assert_eq!(original_exchange(&retry), "order");
         let dead = to_dead_letter(&retry, "billing.dlq", "billing", 3, "boom");
         let h = &dead.properties.headers;
         assert_eq!(

@@ -45,8 +45,8 @@ pub struct Properties {
 /// A header value. AMQP field tables carry more types; transports map the others to text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HeaderValue {
-    /// A string (AMQP long string).
-    Str(String),
+    /// A string (AMQP long string); static text is not copied.
+    Str(Cow<'static, str>),
     /// A signed integer (AMQP long-long).
     Int(i64),
     /// A boolean.
@@ -65,13 +65,13 @@ impl fmt::Display for HeaderValue {
 
 impl From<String> for HeaderValue {
     fn from(v: String) -> Self {
-        Self::Str(v)
+        Self::Str(Cow::Owned(v))
     }
 }
 
-impl From<&str> for HeaderValue {
-    fn from(v: &str) -> Self {
-        Self::Str(v.to_owned())
+impl From<&'static str> for HeaderValue {
+    fn from(v: &'static str) -> Self {
+        Self::Str(Cow::Borrowed(v))
     }
 }
 
@@ -115,7 +115,7 @@ impl Headers {
     /// The value of `name` when it is a string.
     pub fn get_str(&self, name: &str) -> Option<&str> {
         match self.get(name)? {
-            HeaderValue::Str(s) => Some(s),
+            HeaderValue::Str(s) => Some(s.as_ref()),
             _ => None,
         }
     }

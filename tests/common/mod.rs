@@ -119,7 +119,7 @@ impl Env {
             properties: Default::default(),
         };
         for (name, value) in headers {
-            message.properties.headers.insert(*name, *value);
+            message.properties.headers.insert(*name, value.to_string());
         }
         self.transport().publish(message).await
     }

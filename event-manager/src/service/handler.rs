@@ -5,15 +5,13 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::envelope::ReceivedVersion;
+use crate::envelope::{self, ReceivedVersion};
 use crate::message::{Headers, Message};
 
 /// What a callback knows about the message besides its payload.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub(crate) message: Arc<Message>,
-    pub(crate) exchange: Arc<str>,
-    pub(crate) routing_key: Arc<str>,
     pub(crate) version: ReceivedVersion,
     pub(crate) attempt: u32,
     pub(crate) redelivered: bool,
@@ -33,12 +31,12 @@ impl Delivery {
 
     /// The exchange the event was published to (also on retries).
     pub fn exchange(&self) -> &str {
-        &self.exchange
+        envelope::original_exchange(&self.message)
     }
 
     /// The routing key the event was published with (also on retries).
     pub fn routing_key(&self) -> &str {
-        &self.routing_key
+        envelope::original_routing_key(&self.message)
     }
 
     /// The version the message claims: the full version from its header, or only the major

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::StreamExt;
 use futures_util::future::try_join_all;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::handler::Delivery;
@@ -171,6 +172,8 @@ impl Service {
     }
 }
 
+/// Pulls deliveries and handles up to `concurrency` of them at once. The callbacks run as
+/// futures of this task (no task per message): cheap, and a panic is caught per message.
 async fn consume_loop(
     shared: Arc<Shared>,
     mut subscription: Box<dyn Subscription>,
@@ -178,45 +181,38 @@ async fn consume_loop(
     concurrency: usize,
     grace: Duration,
 ) -> Result<(), ConsumeError> {
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut tasks = JoinSet::new();
+    let mut in_flight = FuturesUnordered::new();
     let mut ended = false;
-    loop {
-        let permit = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let incoming = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            next = subscription.next() => next,
-        };
-        let Some(incoming) = incoming else {
-            ended = true;
-            break;
-        };
-        let shared = shared.clone();
-        tasks.spawn(async move {
-            handle(&shared, incoming).await;
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
+    {
+        let stopped = stop.wait_for(|s| *s);
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                next = subscription.next(), if in_flight.len() < concurrency => match next {
+                    Some(incoming) => in_flight.push(handle(&shared, incoming)),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                },
+            }
+        }
     }
     subscription.cancel().await;
     let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        tokio::time::timeout(grace, async { while in_flight.next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             queue = %shared.queue,
-            remaining = tasks.len(),
+            remaining = in_flight.len(),
             "shutdown grace period over; unfinished messages go back to the queue"
         );
-        tasks.shutdown().await;
     }
+    // Unsettled deliveries go back to the queue when dropped with the subscription.
+    drop(in_flight);
     drop(subscription);
     if ended && !*stop.borrow() {
         return Err(ConsumeError::Connection {
@@ -283,22 +279,30 @@ async fn run_callbacks(
     };
     let delivery = Delivery {
         message: message.clone(),
-        exchange: received.exchange.into(),
-        routing_key: received.routing_key.into(),
         version: received.version,
         attempt,
         redelivered,
     };
-    let mut futures = Vec::with_capacity(route.handlers.len());
-    for handler in &route.handlers {
-        match handler(&message.body, delivery.clone()) {
-            Ok(f) => futures.push(f),
+    let result = match route.handlers.as_slice() {
+        [only] => match only(&message.body, delivery) {
+            Ok(f) => AssertUnwindSafe(f).catch_unwind().await,
             Err(reason) => return (Outcome::DeadLetter(reason), attempt),
+        },
+        handlers => {
+            let mut futures = Vec::with_capacity(handlers.len());
+            for handler in handlers {
+                match handler(&message.body, delivery.clone()) {
+                    Ok(f) => futures.push(f),
+                    Err(reason) => return (Outcome::DeadLetter(reason), attempt),
+                }
+            }
+            AssertUnwindSafe(try_join_all(futures).map(|r| r.map(drop)))
+                .catch_unwind()
+                .await
         }
-    }
-    let result = AssertUnwindSafe(try_join_all(futures)).catch_unwind().await;
+    };
     let outcome = match result {
-        Ok(Ok(_)) => Outcome::Handled,
+        Ok(Ok(())) => Outcome::Handled,
         Ok(Err(e)) if e.is_permanent() => Outcome::DeadLetter(format!("permanent error: {e}")),
         Ok(Err(e)) => Outcome::Retry(e.to_string()),
         Err(panic) => Outcome::Retry(format!("callback panicked: {}", panic_text(&*panic))),

@@ -239,7 +239,7 @@ fn to_amqp(properties: &Properties) -> BasicProperties {
         let mut table = FieldTable::default();
         for (name, value) in properties.headers.iter() {
             let value = match value {
-                HeaderValue::Str(s) => AMQPValue::LongString(s.as_str().into()),
+                HeaderValue::Str(s) => AMQPValue::LongString(s.as_ref().into()),
                 HeaderValue::Int(i) => AMQPValue::LongLongInt(*i),
                 HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
             };
@@ -253,9 +253,9 @@ fn to_amqp(properties: &Properties) -> BasicProperties {
 fn header_value(value: &AMQPValue) -> Option<HeaderValue> {
     Some(match value {
         AMQPValue::LongString(s) => {
-            HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned())
+            HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned().into())
         }
-        AMQPValue::ShortString(s) => HeaderValue::Str(s.as_str().to_owned()),
+        AMQPValue::ShortString(s) => HeaderValue::Str(s.as_str().to_owned().into()),
         AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
         AMQPValue::ShortShortInt(i) => HeaderValue::Int(i64::from(*i)),
         AMQPValue::ShortShortUInt(i) => HeaderValue::Int(i64::from(*i)),

@@ -498,6 +498,9 @@ impl Transport for InMemoryBroker {
     }
 
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        // Publishing never waits here: take part in tokio's cooperative scheduling so a tight
+        // publish loop lets consumers on the same thread run.
+        tokio::task::consume_budget().await;
         let exchange = message.exchange.clone();
         let routing_key = message.routing_key.clone();
         match self.route(message)? {
