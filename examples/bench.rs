@@ -8,6 +8,11 @@
 //! cargo run --release --example bench -- --drain 1000000   # consumer memory while draining
 //! ```
 //!
+//! The raw publisher runs twice: with a bare body, and with the same properties and headers
+//! as the typed API sends (the wire contract's version and CloudEvents headers), built per
+//! message as a hand-written publisher of that contract would. The ratios compare against
+//! the latter, so they measure the typed layer and not the size of the envelope.
+//!
 //! Prints each figure and, last, `ratio publish=<typed/raw> consume=<typed/raw>`.
 
 use std::convert::Infallible;
@@ -25,7 +30,7 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -166,14 +171,45 @@ async fn raw_cleanup(channel: &Channel, n: &Names) -> lapin::Result<()> {
         .await
 }
 
-/// Raw lapin: pipelined confirmed persistent mandatory publishes; latency per message.
+/// The properties a hand-written lapin publisher of the same wire contract sends: the AMQP
+/// properties and the version and CloudEvents headers, built per message.
+fn envelope_properties(id: u64) -> BasicProperties {
+    let message_id = format!("bench-{id}");
+    let mut headers = FieldTable::default();
+    for (name, value) in [
+        ("x-event-version", "1.0.0".to_owned()),
+        ("cloudEvents_specversion", "1.0".to_owned()),
+        ("cloudEvents_id", message_id.clone()),
+        ("cloudEvents_type", "bench.v1.submit".to_owned()),
+        ("cloudEvents_source", "bench".to_owned()),
+        ("cloudEvents_time", "2026-11-22T00:00:00Z".to_owned()),
+        (
+            "cloudEvents_dataschema",
+            "urn:event-manager:schema:bench.v1.submit".to_owned(),
+        ),
+    ] {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    }
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(message_id.into())
+        .with_timestamp(now_ns() / 1_000_000_000)
+        .with_type("bench.v1.submit".into())
+        .with_app_id("bench".into())
+        .with_headers(headers)
+}
+
+/// Raw lapin: pipelined confirmed persistent mandatory publishes; latency per message. With
+/// `envelope`, each message carries the same properties and headers as a typed publish.
 async fn raw_publish(
     channel: &Channel,
     n: &Names,
     count: u64,
     window: usize,
+    envelope: bool,
 ) -> Result<(Duration, Vec<Duration>), Box<dyn std::error::Error>> {
-    let properties = BasicProperties::default()
+    let bare = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2);
     let mut in_flight = FuturesUnordered::new();
@@ -186,6 +222,11 @@ async fn raw_publish(
             latencies.push(result?);
         }
         let body = serde_json::to_vec(&BenchOrder::new(id))?;
+        let properties = if envelope {
+            envelope_properties(id)
+        } else {
+            bare.clone()
+        };
         let sent = Instant::now();
         let confirm = channel
             .basic_publish(
@@ -196,7 +237,7 @@ async fn raw_publish(
                     immediate: false,
                 },
                 &body,
-                properties.clone(),
+                properties,
             )
             .await?;
         in_flight.push(async move {
@@ -388,10 +429,8 @@ async fn latency_raw(
     let publisher = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
         let mut pending = FuturesUnordered::new();
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2);
         for id in 0..total {
+            let properties = envelope_properties(id);
             ticker.tick().await;
             let body = serde_json::to_vec(&BenchOrder::new(id)).unwrap_or_default();
             let confirm = publish_channel
@@ -403,7 +442,7 @@ async fn latency_raw(
                         immediate: false,
                     },
                     &body,
-                    properties.clone(),
+                    properties,
                 )
                 .await?;
             pending.push(confirm);
@@ -460,7 +499,7 @@ async fn drain(args: &Args, url: &str, count: u64) -> Result<(), Box<dyn std::er
         queue: queue.clone(),
     };
     raw_topology(&channel, &n).await?;
-    let (elapsed, _) = raw_publish(&channel, &n, count, args.window).await?;
+    let (elapsed, _) = raw_publish(&channel, &n, count, args.window, true).await?;
     println!("published {count} in {:.1} s", elapsed.as_secs_f64());
     let before = rss_kib("VmRSS:");
     println!("consumer RSS before draining: {before} KiB");
@@ -512,10 +551,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let raw = names("raw");
     raw_topology(&channel, &raw).await?;
-    let (elapsed, latencies) = raw_publish(&channel, &raw, count, args.window).await?;
-    let raw_publish_rate = report("raw lapin publish", count, elapsed, latencies);
+    let (elapsed, latencies) = raw_publish(&channel, &raw, count, args.window, false).await?;
+    report("raw lapin publish, bare body", count, elapsed, latencies);
     let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
-    let raw_consume_rate = report("raw lapin consume", count, elapsed, Vec::new());
+    report("raw lapin consume, bare body", count, elapsed, Vec::new());
+    let (elapsed, latencies) = raw_publish(&channel, &raw, count, args.window, true).await?;
+    let raw_publish_rate = report("raw lapin publish, same envelope", count, elapsed, latencies);
+    let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
+    let raw_consume_rate = report("raw lapin consume, same envelope", count, elapsed, Vec::new());
 
     // Typed, same broker, same settings.
     let bus = Bus::connect(&url)

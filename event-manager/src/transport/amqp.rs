@@ -35,8 +35,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A RabbitMQ connection, through `lapin` on tokio.
 pub struct AmqpTransport {
     connection: Arc<Connection>,
-    publisher: tokio::sync::RwLock<Channel>,
+    publisher: std::sync::RwLock<Channel>,
     topology: tokio::sync::Mutex<Channel>,
+    reopening: tokio::sync::Mutex<()>,
     url: String,
 }
 
@@ -106,8 +107,9 @@ impl AmqpTransport {
             .map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             connection,
-            publisher: tokio::sync::RwLock::new(publisher),
+            publisher: std::sync::RwLock::new(publisher),
             topology: tokio::sync::Mutex::new(topology),
+            reopening: tokio::sync::Mutex::new(()),
             url: redacted,
         })
     }
@@ -127,14 +129,26 @@ impl AmqpTransport {
 
     /// Replaces the publisher channel if it is still `broken` and closed for good.
     async fn reopen_publisher(&self, broken: &Channel) -> Result<(), lapin::Error> {
-        let mut current = self.publisher.write().await;
-        if current.id() == broken.id() && !current.status().connected() {
-            if current.status().reconnecting() {
-                return Ok(());
-            }
-            *current = open_publisher(&self.connection).await?;
+        let _one_at_a_time = self.reopening.lock().await;
+        let current = self.publisher_channel();
+        if current.id() == broken.id()
+            && !current.status().connected()
+            && !current.status().reconnecting()
+        {
+            let fresh = open_publisher(&self.connection).await?;
+            *self
+                .publisher
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
         }
         Ok(())
+    }
+
+    fn publisher_channel(&self) -> Channel {
+        self.publisher
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -532,7 +546,7 @@ impl Transport for AmqpTransport {
         };
         let mut resends = 0;
         loop {
-            let channel = self.publisher.read().await.clone();
+            let channel = self.publisher_channel();
             let sent = async {
                 channel
                     .basic_publish(
