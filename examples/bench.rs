@@ -556,9 +556,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
     report("raw lapin consume, bare body", count, elapsed, Vec::new());
     let (elapsed, latencies) = raw_publish(&channel, &raw, count, args.window, true).await?;
-    let raw_publish_rate = report("raw lapin publish, same envelope", count, elapsed, latencies);
+    let raw_publish_rate = report(
+        "raw lapin publish, same envelope",
+        count,
+        elapsed,
+        latencies,
+    );
     let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
-    let raw_consume_rate = report("raw lapin consume, same envelope", count, elapsed, Vec::new());
+    let raw_consume_rate = report(
+        "raw lapin consume, same envelope",
+        count,
+        elapsed,
+        Vec::new(),
+    );
 
     // Typed, same broker, same settings.
     let bus = Bus::connect(&url)
