@@ -1,8 +1,8 @@
 //! `#[derive(Event)]` for event-manager. See the `event-manager` crate for the user guide.
 //!
-//! The macro works in three stages, as serde_derive does: [`attr`] parses `#[event(...)]` into
-//! plain values, collecting every mistake with the span of the tokens that caused it; [`check`]
-//! validates the combination; [`expand`] generates code that refers to the runtime crate only
+//! The macro works in three stages, as serde_derive does: `attr` parses `#[event(...)]` into
+//! plain values, collecting every mistake with the span of the tokens that caused it; `check`
+//! validates the combination; `expand` generates code that refers to the runtime crate only
 //! through `::event_manager::__private` and its public items.
 
 use proc_macro::TokenStream;

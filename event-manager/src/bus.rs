@@ -19,7 +19,7 @@ pub const AMQP_URL_ENV: &str = "AMQP_URL";
 /// A connection to a broker (RabbitMQ or the in-memory one) shared by publishers and services.
 /// Cheap to clone.
 ///
-/// ```
+/// ```standalone_crate
 /// use event_manager::{Bus, Event, Exchange};
 /// use schemars::JsonSchema;
 /// use serde::{Deserialize, Serialize};
@@ -304,7 +304,7 @@ impl Bus {
     /// confirmed all of them. A service bound to several copies handles only the highest
     /// major it has a callback for.
     ///
-    /// ```
+    /// ```standalone_crate
     /// # use event_manager::{Bus, Event, Exchange};
     /// # use schemars::JsonSchema;
     /// # use serde::{Deserialize, Serialize};

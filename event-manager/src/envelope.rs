@@ -148,7 +148,7 @@ pub(crate) struct Origin<'a> {
 /// Encodes `payload` as the message a bus publishing as `app_id` sends for `event` (for
 /// outboxes, tests and benchmarks; [`crate::Bus::publish`] does this itself).
 ///
-/// ```
+/// ```standalone_crate
 /// # use event_manager::{Event, Exchange, envelope};
 /// # use schemars::JsonSchema;
 /// # use serde::{Deserialize, Serialize};

@@ -8,7 +8,7 @@
 //! publisher (`order.submit(&bus)`) and the handles used to register callbacks
 //! (`Order::SUBMIT`).
 //!
-//! ```
+//! ```standalone_crate
 //! use event_manager::{Bus, Event, Exchange};
 //! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
@@ -22,11 +22,11 @@
 //!     pub id: u64,
 //! }
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! assert_eq!(Order::SUBMIT.routing_key(), "order.v1.submit");
 //! assert_eq!(Order::CHARGEBACK.routing_key(), "order.v1.chargeback");
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let bus = Bus::in_memory();
 //! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 //! let mut logistics = bus.service("logistics_order");

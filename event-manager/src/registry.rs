@@ -3,7 +3,7 @@
 //! `#[derive(Event)]` registers each contract it generates, so a contracts crate only has to
 //! be linked for its events to be listed here, exported as schemas and checked.
 //!
-//! ```
+//! ```standalone_crate
 //! use event_manager::registry;
 //!
 //! for contract in registry::events() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use event_manager::envelope::{self, ReceivedVersion};
 use event_manager::service::dead_letter_queue_name;
-use event_manager::transport::QueueSpec;
+use event_manager::transport::{QueueKind, QueueSpec};
 use event_manager::{
     Delivery, HandlerError, PublishError, RetryPolicy, TopologyError, replay_dead_letters,
 };
@@ -65,6 +65,7 @@ macro_rules! all_conformance_cases {
             shutdown_lets_running_callbacks_finish,
             message_ids_are_stable_across_retries,
             dual_published_event_is_handled_once_per_service,
+            quorum_queue_is_opt_in,
         );
     };
 }
@@ -768,4 +769,32 @@ pub async fn dual_published_event_is_handled_once_per_service(env: &Env) {
     }
     old.shutdown().await.unwrap();
     new.shutdown().await.unwrap();
+}
+
+pub async fn quorum_queue_is_opt_in(env: &Env) {
+    let (rec, mut seen) = recorder();
+    let mut billing = env.service("quorum_billing");
+    billing.queue_kind(QueueKind::Quorum);
+    billing.on(Order::SUBMIT, move |o: Order, _| {
+        let rec = rec.clone();
+        async move {
+            rec.record(o.id);
+            ok()
+        }
+    });
+    let queue = billing.queue().to_owned();
+    let running = billing.start().await.unwrap();
+    Order::sample(71).submit(&env.bus).await.unwrap();
+    assert_eq!(seen.take(1).await, [71]);
+    running.shutdown().await.unwrap();
+    // The queue exists as a quorum queue: declaring it classic is a named mismatch.
+    let err = env
+        .transport()
+        .declare_queue(&QueueSpec::durable(&queue))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TopologyError::Mismatch { argument, .. } if argument == "x-queue-type"),
+        "{err:?}"
+    );
 }

@@ -77,7 +77,7 @@ impl ConsumerBinding {
 /// The description of an AsyncAPI export: title, version, the consumer bindings, and the
 /// contracts (every registered one unless [`AsyncApi::contracts`] narrows them).
 ///
-/// ```
+/// ```standalone_crate
 /// use event_manager::schema::AsyncApi;
 /// use event_manager::{Event, Exchange};
 ///

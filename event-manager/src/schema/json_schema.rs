@@ -36,7 +36,7 @@ fn short_type_name(type_name: &str) -> &str {
 ///
 /// Object keys are sorted at every level, so the document is the same on every run.
 ///
-/// ```
+/// ```standalone_crate
 /// use event_manager::schema::json_schema;
 /// use event_manager::{Event, Exchange};
 ///

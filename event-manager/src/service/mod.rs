@@ -220,7 +220,7 @@ pub struct OnEvent<'s, T> {
 impl<T: Event> OnEvent<'_, T> {
     /// Also accept `older` events, converted with `From` (an upcaster).
     ///
-    /// ```
+    /// ```standalone_crate
     /// # use event_manager::{Bus, Event, Exchange};
     /// # use schemars::JsonSchema;
     /// # use serde::{Deserialize, Serialize};
