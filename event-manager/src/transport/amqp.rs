@@ -127,6 +127,25 @@ impl AmqpTransport {
         Ok(channel)
     }
 
+    /// Runs a topology operation on the topology channel (one at a time; the channel is
+    /// reopened when an earlier refusal closed it) and names `entity` in its error.
+    async fn topology<T, Fut>(
+        &self,
+        entity: String,
+        operation: impl FnOnce(Channel) -> Fut,
+    ) -> Result<T, TopologyError>
+    where
+        Fut: std::future::Future<Output = Result<T, lapin::Error>>,
+    {
+        let channel = self
+            .topology_channel()
+            .await
+            .map_err(|e| topology_error(entity.clone(), &e))?;
+        operation(channel.clone())
+            .await
+            .map_err(|e| topology_error(entity, &e))
+    }
+
     /// Replaces the publisher channel if it is still `broken` and closed for good.
     async fn reopen_publisher(&self, broken: &Channel) -> Result<(), lapin::Error> {
         let _one_at_a_time = self.reopening.lock().await;
@@ -163,6 +182,14 @@ async fn open_publisher(connection: &Connection) -> Result<Channel, lapin::Error
 /// Removes the URL (with its password) from a lapin error text.
 fn scrub(text: &str, url: &str) -> String {
     text.replace(url, &redact(url))
+}
+
+/// Deleting what does not exist is not an error.
+fn already_gone_is_fine(result: Result<(), TopologyError>) -> Result<(), TopologyError> {
+    match result {
+        Err(TopologyError::NotFound { .. }) => Ok(()),
+        other => other,
+    }
 }
 
 /// Maps a lapin error of an operation on `entity` to a topology error.
@@ -416,43 +443,35 @@ impl Subscription for AmqpSubscription {
 #[async_trait]
 impl Transport for AmqpTransport {
     async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
-        let entity = || format!("exchange `{name}`");
-        let channel = self
-            .topology_channel()
-            .await
-            .map_err(|e| topology_error(entity(), &e))?;
-        channel
-            .exchange_declare(
-                short(name),
-                lapin::ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| topology_error(entity(), &e))
+        let options = ExchangeDeclareOptions {
+            durable,
+            ..Default::default()
+        };
+        self.topology(format!("exchange `{name}`"), |channel| async move {
+            channel
+                .exchange_declare(
+                    short(name),
+                    lapin::ExchangeKind::Topic,
+                    options,
+                    FieldTable::default(),
+                )
+                .await
+        })
+        .await
     }
 
     async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), TopologyError> {
-        let entity = || format!("queue `{}`", spec.name);
-        let channel = self
-            .topology_channel()
-            .await
-            .map_err(|e| topology_error(entity(), &e))?;
-        channel
-            .queue_declare(
-                short(&spec.name),
-                QueueDeclareOptions {
-                    durable: spec.durable,
-                    ..Default::default()
-                },
-                queue_arguments(spec),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| topology_error(entity(), &e))
+        let options = QueueDeclareOptions {
+            durable: spec.durable,
+            ..Default::default()
+        };
+        self.topology(format!("queue `{}`", spec.name), |channel| async move {
+            channel
+                .queue_declare(short(&spec.name), options, queue_arguments(spec))
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     async fn bind(
@@ -462,77 +481,56 @@ impl Transport for AmqpTransport {
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
         let entity =
-            || format!("binding of queue `{queue}` to exchange `{exchange}` with `{pattern}`");
-        let channel = self
-            .topology_channel()
-            .await
-            .map_err(|e| topology_error(entity(), &e))?;
-        channel
-            .queue_bind(
-                short(queue),
-                short(exchange),
-                short(pattern.as_str()),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| topology_error(entity(), &e))
+            format!("binding of queue `{queue}` to exchange `{exchange}` with `{pattern}`");
+        self.topology(entity, |channel| async move {
+            channel
+                .queue_bind(
+                    short(queue),
+                    short(exchange),
+                    short(pattern.as_str()),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+        })
+        .await
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError> {
-        let entity = || format!("queue `{queue}`");
-        let channel = self
-            .topology_channel()
-            .await
-            .map_err(|e| topology_error(entity(), &e))?;
-        match channel
-            .queue_delete(short(queue), QueueDeleteOptions::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match topology_error(entity(), &e) {
-                TopologyError::NotFound { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        let deleted = self
+            .topology(format!("queue `{queue}`"), |channel| async move {
+                channel
+                    .queue_delete(short(queue), QueueDeleteOptions::default())
+                    .await
+                    .map(drop)
+            })
+            .await;
+        already_gone_is_fine(deleted)
     }
 
     async fn delete_exchange(&self, exchange: &str) -> Result<(), TopologyError> {
-        let entity = || format!("exchange `{exchange}`");
-        let channel = self
-            .topology_channel()
-            .await
-            .map_err(|e| topology_error(entity(), &e))?;
-        match channel
-            .exchange_delete(short(exchange), ExchangeDeleteOptions::default())
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => match topology_error(entity(), &e) {
-                TopologyError::NotFound { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        let deleted = self
+            .topology(format!("exchange `{exchange}`"), |channel| async move {
+                channel
+                    .exchange_delete(short(exchange), ExchangeDeleteOptions::default())
+                    .await
+            })
+            .await;
+        already_gone_is_fine(deleted)
     }
 
     async fn queue_len(&self, queue: &str) -> Result<u64, TopologyError> {
-        let entity = || format!("queue `{queue}`");
-        let channel = self
-            .topology_channel()
-            .await
-            .map_err(|e| topology_error(entity(), &e))?;
-        channel
-            .queue_declare(
-                short(queue),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(|q| u64::from(q.message_count()))
-            .map_err(|e| topology_error(entity(), &e))
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        self.topology(format!("queue `{queue}`"), |channel| async move {
+            channel
+                .queue_declare(short(queue), passive, FieldTable::default())
+                .await
+                .map(|q| u64::from(q.message_count()))
+        })
+        .await
     }
 
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
