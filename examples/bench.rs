@@ -87,10 +87,22 @@ struct Args {
     /// Duration of the end-to-end latency phase, seconds.
     #[arg(long, default_value_t = 5)]
     latency_seconds: u64,
+    /// Rounds of the raw/typed comparison, run in A-B-B-A order; figures are averaged.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
     /// Instead of the comparison: publish this many messages, then drain them with a typed
     /// consumer and report its resident memory along the way.
     #[arg(long)]
     drain: Option<u64>,
+}
+
+/// Throughput figures of every round.
+#[derive(Default)]
+struct Rates {
+    raw_publish: Vec<f64>,
+    raw_consume: Vec<f64>,
+    typed_publish: Vec<f64>,
+    typed_consume: Vec<f64>,
 }
 
 struct Names {
@@ -555,20 +567,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("raw lapin publish, bare body", count, elapsed, latencies);
     let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
     report("raw lapin consume, bare body", count, elapsed, Vec::new());
-    let (elapsed, latencies) = raw_publish(&channel, &raw, count, args.window, true).await?;
-    let raw_publish_rate = report(
-        "raw lapin publish, same envelope",
-        count,
-        elapsed,
-        latencies,
-    );
-    let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
-    let raw_consume_rate = report(
-        "raw lapin consume, same envelope",
-        count,
-        elapsed,
-        Vec::new(),
-    );
 
     // Typed, same broker, same settings.
     let bus = Bus::connect(&url)
@@ -581,10 +579,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok::<_, Infallible>(())
     });
     declare.declare().await?;
-    let (elapsed, latencies) = typed_publish(&bus, count, args.window).await?;
-    let typed_publish_rate = report("event-manager publish", count, elapsed, latencies);
-    let elapsed = typed_consume(&bus, &typed_queue, count, args.prefetch, |_| {}).await?;
-    let typed_consume_rate = report("event-manager consume", count, elapsed, Vec::new());
+
+    // Rounds in A-B-B-A order, so neither side always runs on a fresher broker.
+    let mut rates = Rates::default();
+    for round in 0..args.rounds.max(1) {
+        for typed in [round % 2 == 1, round % 2 == 0] {
+            if typed {
+                let (elapsed, latencies) = typed_publish(&bus, count, args.window).await?;
+                rates.typed_publish.push(report(
+                    &format!("event-manager publish (round {round})"),
+                    count,
+                    elapsed,
+                    latencies,
+                ));
+                let elapsed =
+                    typed_consume(&bus, &typed_queue, count, args.prefetch, |_| {}).await?;
+                rates.typed_consume.push(report(
+                    &format!("event-manager consume (round {round})"),
+                    count,
+                    elapsed,
+                    Vec::new(),
+                ));
+            } else {
+                let (elapsed, latencies) =
+                    raw_publish(&channel, &raw, count, args.window, true).await?;
+                rates.raw_publish.push(report(
+                    &format!("raw lapin publish, same envelope (round {round})"),
+                    count,
+                    elapsed,
+                    latencies,
+                ));
+                let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
+                rates.raw_consume.push(report(
+                    &format!("raw lapin consume, same envelope (round {round})"),
+                    count,
+                    elapsed,
+                    Vec::new(),
+                ));
+            }
+        }
+    }
 
     // End-to-end latency at a fixed rate.
     let latencies = latency_raw(&connection, &raw, args.rate, args.latency_seconds).await?;
@@ -611,10 +645,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     bus.close().await;
     connection.close(200, "OK".into()).await?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!(
+        "mean msg/s: raw publish {:.0}, typed publish {:.0}, raw consume {:.0}, typed consume {:.0}",
+        mean(&rates.raw_publish),
+        mean(&rates.typed_publish),
+        mean(&rates.raw_consume),
+        mean(&rates.typed_consume)
+    );
     println!(
         "ratio publish={:.2} consume={:.2}",
-        typed_publish_rate / raw_publish_rate,
-        typed_consume_rate / raw_consume_rate
+        mean(&rates.typed_publish) / mean(&rates.raw_publish),
+        mean(&rates.typed_consume) / mean(&rates.raw_consume)
     );
     Ok(())
 }

@@ -15,6 +15,11 @@ pub enum ConnectError {
         /// The scheme found.
         scheme: String,
     },
+    /// An `amqps://` URL was given but the crate was built without its `tls` feature.
+    #[error(
+        "`amqps://` needs TLS: enable the `tls` feature of event-manager (refusing to connect in plain text)"
+    )]
+    TlsNotEnabled,
     /// The broker could not be reached or refused the connection. The URL in the message has
     /// its password removed.
     #[error("cannot connect to the broker at {url}: {reason}")]

@@ -76,14 +76,30 @@ fn short(s: &str) -> ShortString {
 }
 
 impl AmqpTransport {
-    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`, `amqps://...` needs a TLS
-    /// feature of lapin) with automatic recovery.
+    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`; `amqps://...` with the `tls`
+    /// feature, refused without it) with automatic recovery. Neither errors nor logs ever
+    /// show the password.
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        if url.starts_with("amqps://") && !cfg!(feature = "tls") {
+            return Err(ConnectError::TlsNotEnabled);
+        }
         let redacted = redact(url);
         let fail = |reason: String| ConnectError::Broker {
             url: redacted.clone(),
             reason,
         };
+        // Fail fast on a wrong URL or a broker that is down: automatic recovery would retry
+        // the first connection for a long time.
+        let probe = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|e| fail(scrub(&e.to_string(), url)))?;
+        if let Err(e) = probe.close(200, "OK".into()).await {
+            tracing::debug!(error = %e, "closing the probe connection failed");
+        }
         let properties = ConnectionProperties::default()
             .with_connection_name(LongString::from("event-manager"))
             .enable_auto_recover()
