@@ -529,8 +529,13 @@ pub async fn replayed_dead_letter_is_delivered_again(env: &Env) {
     running.shutdown().await.unwrap();
 }
 
-pub async fn upcaster_handles_v1_and_v2_in_one_callback(env: &Env) {
-    let (rec, mut seen) = recorder();
+/// What the upcasting billing service saw: id, currency, routing key, version.
+type Upcasted = (u64, String, String, ReceivedVersion);
+
+/// A billing service bound to `order.*.submit` with one v2 callback that also takes v1
+/// through the `From<Order>` upcaster.
+fn upcasting_billing(env: &Env) -> (event_manager::Service, crate::common::Records<Upcasted>) {
+    let (rec, seen) = recorder();
     let mut billing = env.service("billing");
     billing.bind(ORDER, "order.*.submit").unwrap();
     billing
@@ -539,12 +544,18 @@ pub async fn upcaster_handles_v1_and_v2_in_one_callback(env: &Env) {
             move |o: OrderSubmittedV2, ctx: Delivery| {
                 let rec = rec.clone();
                 async move {
-                    rec.record((o.id, o.currency, ctx.routing_key().to_owned()));
+                    let key = ctx.routing_key().to_owned();
+                    rec.record((o.id, o.currency, key, ctx.version().clone()));
                     ok()
                 }
             },
         )
         .upcast_from(Order::SUBMIT);
+    (billing, seen)
+}
+
+pub async fn upcaster_handles_v1_and_v2_in_one_callback(env: &Env) {
+    let (billing, mut seen) = upcasting_billing(env);
     let running = billing.start().await.unwrap();
     Order::sample(1).submit(&env.bus).await.unwrap();
     let v2 = OrderSubmittedV2 {
@@ -552,7 +563,12 @@ pub async fn upcaster_handles_v1_and_v2_in_one_callback(env: &Env) {
         ..Order::sample(2).into()
     };
     v2.submit(&env.bus).await.unwrap();
-    let mut got = seen.take(2).await;
+    let mut got: Vec<_> = seen
+        .take(2)
+        .await
+        .into_iter()
+        .map(|(id, currency, key, _)| (id, currency, key))
+        .collect();
     got.sort();
     assert_eq!(
         got,
@@ -618,21 +634,7 @@ pub async fn newer_minor_with_extra_field_is_accepted(env: &Env) {
 }
 
 pub async fn headerless_message_is_versioned_by_routing_key(env: &Env) {
-    let (rec, mut seen) = recorder();
-    let mut billing = env.service("billing");
-    billing.bind(ORDER, "order.*.submit").unwrap();
-    billing
-        .on(
-            OrderSubmittedV2::SUBMIT,
-            move |o: OrderSubmittedV2, ctx: Delivery| {
-                let rec = rec.clone();
-                async move {
-                    rec.record((o.id, o.currency, ctx.version().clone()));
-                    ok()
-                }
-            },
-        )
-        .upcast_from(Order::SUBMIT);
+    let (billing, mut seen) = upcasting_billing(env);
     let running = billing.start().await.unwrap();
     let v2 = br#"{"id": 41, "customer": "c", "lines": [], "currency": "CHF"}"#;
     env.publish_raw("order.v2.submit", v2, &[]).await.unwrap();
@@ -643,8 +645,18 @@ pub async fn headerless_message_is_versioned_by_routing_key(env: &Env) {
     assert_eq!(
         got,
         [
-            (41, "CHF".to_owned(), ReceivedVersion::Major(2)),
-            (42, "EUR".to_owned(), ReceivedVersion::Major(1))
+            (
+                41,
+                "CHF".to_owned(),
+                "order.v2.submit".to_owned(),
+                ReceivedVersion::Major(2)
+            ),
+            (
+                42,
+                "EUR".to_owned(),
+                "order.v1.submit".to_owned(),
+                ReceivedVersion::Major(1)
+            )
         ]
     );
     running.shutdown().await.unwrap();
