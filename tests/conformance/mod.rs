@@ -66,6 +66,7 @@ macro_rules! all_conformance_cases {
             message_ids_are_stable_across_retries,
             dual_published_event_is_handled_once_per_service,
             quorum_queue_is_opt_in,
+            wrong_version_header_is_dead_lettered_at_once,
         );
     };
 }
@@ -809,4 +810,42 @@ pub async fn quorum_queue_is_opt_in(env: &Env) {
         matches!(&err, TopologyError::Mismatch { argument, .. } if argument == "x-queue-type"),
         "{err:?}"
     );
+}
+
+pub async fn wrong_version_header_is_dead_lettered_at_once(env: &Env) {
+    let (queue, running, calls) = never_called_service(env, "order.*.submit", None).await;
+    let body = br#"{"id": 1, "customer": "c", "lines": []}"#;
+    env.publish_raw(
+        "order.v1.submit",
+        body,
+        &[(envelope::VERSION_HEADER, "2.0.0")],
+    )
+    .await
+    .unwrap();
+    env.publish_raw(
+        "order.v1.submit",
+        body,
+        &[(envelope::VERSION_HEADER, "latest")],
+    )
+    .await
+    .unwrap();
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        let dead = env.take(&dead_letter_queue_name(&queue)).await;
+        let h = &dead.properties.headers;
+        assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
+        reasons.push(
+            h.get_str(envelope::DEAD_LETTER_REASON_HEADER)
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    reasons.sort();
+    assert!(reasons[1].contains("says major 2"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("`latest` is not a semver version"),
+        "{reasons:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    running.shutdown().await.unwrap();
 }
