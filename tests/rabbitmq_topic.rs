@@ -101,8 +101,8 @@ async fn topic_matching_agrees_with_rabbitmq() {
     let mut mismatches = Vec::new();
     for (index, key) in keys.iter().enumerate() {
         let message = Message {
-            exchange: exchange.clone(),
-            routing_key: key.clone(),
+            exchange: exchange.clone().into(),
+            routing_key: key.clone().into(),
             body: index.to_string().into_bytes().into(),
             properties: Default::default(),
         };

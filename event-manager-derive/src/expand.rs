@@ -44,6 +44,8 @@ pub fn expand(input: &DeriveInput, contract: &Valid) -> TokenStream {
         let upper = name.to_uppercase();
         let len = format_ident!("__EM_KEY_LEN_{}", upper);
         let bytes = format_ident!("__EM_KEY_BYTES_{}", upper);
+        let schema_len = format_ident!("__EM_SCHEMA_ID_LEN_{}", upper);
+        let schema_bytes = format_ident!("__EM_SCHEMA_ID_BYTES_{}", upper);
         let contract_ident = format_ident!("__EM_CONTRACT_{}", upper);
         let def = syn::Ident::new(&upper, Span::call_site());
         let method = syn::Ident::new(name, Span::call_site());
@@ -58,6 +60,11 @@ pub fn expand(input: &DeriveInput, contract: &Valid) -> TokenStream {
                 #krate::Exchange::name(&#exchange), #major, #name);
             const #bytes: [u8; #len] = #krate::__private::routing_key_bytes::<#len>(
                 #krate::Exchange::name(&#exchange), #major, #name);
+            const #schema_len: usize =
+                #krate::__private::schema_id_len(#krate::__private::as_str(&#bytes));
+            const #schema_bytes: [u8; #schema_len] =
+                #krate::__private::schema_id_bytes::<#schema_len>(
+                    #krate::__private::as_str(&#bytes));
             const #contract_ident: #krate::__private::EventContract =
                 #krate::__private::EventContract::__new(
                     #exchange,
@@ -65,6 +72,7 @@ pub fn expand(input: &DeriveInput, contract: &Valid) -> TokenStream {
                     #version,
                     #major,
                     #krate::__private::as_str(&#bytes),
+                    #krate::__private::as_str(&#schema_bytes),
                     ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ty)),
                     #description,
                     #krate::__private::root_schema::<#ty>,

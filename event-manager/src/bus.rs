@@ -1,8 +1,8 @@
 //! The [`Bus`]: a handle on one broker connection, used to publish events and to build
 //! consuming [`Service`]s.
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock, RwLock};
 
 use tracing::Instrument;
 
@@ -56,9 +56,11 @@ pub struct Bus {
 
 struct BusInner {
     transport: Arc<dyn Transport>,
-    app_id: String,
+    app_id: Cow<'static, str>,
     namespace: Option<String>,
-    declared: RwLock<HashSet<&'static str>>,
+    /// Exchanges declared through this bus; a bus publishes to a handful, so a list is the
+    /// fastest lookup.
+    declared: RwLock<Vec<&'static str>>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -96,7 +98,7 @@ impl VersionedPublish<'_> {
     ) -> Result<Self, PublishError> {
         let contract = *event.contract();
         let mut message = envelope::encode_with(&contract, payload, &self.bus.origin())?;
-        message.exchange = self.bus.exchange_name(contract.exchange());
+        message.exchange = Cow::Owned(self.bus.exchange_name(contract.exchange()));
         self.copies.push((contract, message));
         Ok(self)
     }
@@ -135,11 +137,15 @@ pub struct Published {
     pub routing_key: &'static str,
 }
 
-fn default_app_id() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "event-manager".to_owned())
+/// The executable's name, looked up once per process.
+fn default_app_id() -> Cow<'static, str> {
+    static NAME: LazyLock<String> = LazyLock::new(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "event-manager".to_owned())
+    });
+    Cow::Borrowed(NAME.as_str())
 }
 
 impl Bus {
@@ -148,13 +154,17 @@ impl Bus {
         Self::from_arc(Arc::new(transport), default_app_id(), None)
     }
 
-    fn from_arc(transport: Arc<dyn Transport>, app_id: String, namespace: Option<String>) -> Self {
+    fn from_arc(
+        transport: Arc<dyn Transport>,
+        app_id: Cow<'static, str>,
+        namespace: Option<String>,
+    ) -> Self {
         Self {
             inner: Arc::new(BusInner {
                 transport,
                 app_id,
                 namespace,
-                declared: RwLock::new(HashSet::new()),
+                declared: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -188,8 +198,9 @@ impl Bus {
     }
 
     /// The same connection, publishing as `app_id` (the AMQP `app_id` and CloudEvents
-    /// `source`). Defaults to the executable's name.
-    pub fn with_app_id(&self, app_id: impl Into<String>) -> Self {
+    /// `source`). Defaults to the executable's name. A `&'static str` is used as it is; a
+    /// `String` is copied into every message.
+    pub fn with_app_id(&self, app_id: impl Into<Cow<'static, str>>) -> Self {
         Self::from_arc(
             self.inner.transport.clone(),
             app_id.into(),
@@ -232,15 +243,17 @@ impl Bus {
             .inner
             .declared
             .read()
-            .map(|d| d.contains(exchange.name()))
+            .map(|d| d.contains(&exchange.name()))
             .unwrap_or(false);
         if !known {
             self.inner
                 .transport
                 .declare_exchange(&self.exchange_name(exchange), exchange.is_durable())
                 .await?;
-            if let Ok(mut d) = self.inner.declared.write() {
-                d.insert(exchange.name());
+            if let Ok(mut d) = self.inner.declared.write()
+                && !d.contains(&exchange.name())
+            {
+                d.push(exchange.name());
             }
         }
         Ok(())
@@ -278,14 +291,14 @@ impl Bus {
                 contract,
                 payload,
                 &Origin {
-                    app_id: &self.inner.app_id,
+                    app_id: self.inner.app_id.clone(),
                     message_id: options.message_id.as_deref(),
                     correlation_id: options.correlation_id.as_deref(),
                     traceparent: options.traceparent.as_deref(),
                 },
             )?;
             if self.inner.namespace.is_some() {
-                message.exchange = self.exchange_name(contract.exchange());
+                message.exchange = Cow::Owned(self.exchange_name(contract.exchange()));
             }
             let message_id = message.properties.message_id.clone().unwrap_or_default();
             self.inner.transport.publish(message).await?;
@@ -344,7 +357,7 @@ impl Bus {
 
     fn origin(&self) -> Origin<'_> {
         Origin {
-            app_id: &self.inner.app_id,
+            app_id: self.inner.app_id.clone(),
             ..Origin::default()
         }
     }

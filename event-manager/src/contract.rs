@@ -118,6 +118,7 @@ pub struct EventContract {
     version: &'static str,
     major: u64,
     routing_key: &'static str,
+    schema_id: &'static str,
     type_name: &'static str,
     description: &'static str,
     schema: fn() -> schemars::Schema,
@@ -132,6 +133,7 @@ impl EventContract {
         version: &'static str,
         major: u64,
         routing_key: &'static str,
+        schema_id: &'static str,
         type_name: &'static str,
         description: &'static str,
         schema: fn() -> schemars::Schema,
@@ -142,6 +144,7 @@ impl EventContract {
             version,
             major,
             routing_key,
+            schema_id,
             type_name,
             description,
             schema,
@@ -177,6 +180,12 @@ impl EventContract {
     /// The routing key, `<exchange>.v<major>.<event>` (`order.v1.submit`).
     pub const fn routing_key(&self) -> &'static str {
         self.routing_key
+    }
+
+    /// The `$id` of the payload's exported JSON Schema (`urn:event-manager:schema:<key>`),
+    /// also sent in the `cloudEvents_dataschema` header.
+    pub const fn schema_id(&self) -> &'static str {
+        self.schema_id
     }
 
     /// The Rust type carrying the payload, as `std::any::type_name` spells it.

@@ -72,9 +72,13 @@ pub mod cloud_events {
     pub const DATASCHEMA: &str = "cloudEvents_dataschema";
 }
 
-/// The `$id` of the exported JSON Schema of the event published with `routing_key`.
+/// The start of every schema id; the routing key follows.
+pub const SCHEMA_ID_PREFIX: &str = "urn:event-manager:schema:";
+
+/// The `$id` of the exported JSON Schema of the event published with `routing_key` (for a
+/// contract, also [`EventContract::schema_id`](crate::EventContract::schema_id)).
 pub fn schema_id(routing_key: &str) -> String {
-    format!("urn:event-manager:schema:{routing_key}")
+    format!("{SCHEMA_ID_PREFIX}{routing_key}")
 }
 
 static ID_PREFIX: LazyLock<String> = LazyLock::new(|| {
@@ -83,10 +87,29 @@ static ID_PREFIX: LazyLock<String> = LazyLock::new(|| {
 });
 static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A new message id, unique across processes: a random per-process prefix and a counter.
+/// A new message id, unique across processes: a random per-process prefix and a counter, in
+/// hexadecimal (`3f9c0a6b1d2e4f50-1a`).
 pub fn new_message_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{n:x}", *ID_PREFIX)
+    let prefix: &str = &ID_PREFIX;
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(prefix.len() + 1 + digits.len() - at);
+    id.push_str(prefix);
+    id.push('-');
+    // The digits are ASCII hex, written above.
+    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    id
 }
 
 fn now() -> SystemTime {
@@ -118,6 +141,37 @@ fn rfc3339_seconds(time: SystemTime) -> String {
     })
 }
 
+/// Every header name of the wire contract.
+const HEADER_NAMES: [&str; 16] = [
+    VERSION_HEADER,
+    ATTEMPTS_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    FAILED_AT_HEADER,
+    SERVICE_HEADER,
+    TRACEPARENT_HEADER,
+    PUBLISHED_AS_HEADER,
+    cloud_events::SPECVERSION,
+    cloud_events::ID,
+    cloud_events::TYPE,
+    cloud_events::SOURCE,
+    cloud_events::TIME,
+    cloud_events::DATASCHEMA,
+    "x-death",
+];
+
+/// The name of a received header: borrowed when the wire contract knows it, copied otherwise.
+pub(crate) fn header_name(name: &str) -> Cow<'static, str> {
+    HEADER_NAMES
+        .iter()
+        .find(|known| **known == name)
+        .map_or_else(
+            || Cow::Owned(name.to_owned()),
+            |known| Cow::Borrowed(*known),
+        )
+}
+
 /// The exchange a received message was first published to (also on retries).
 pub(crate) fn original_exchange(message: &Message) -> &str {
     message
@@ -139,7 +193,7 @@ pub(crate) fn original_routing_key(message: &Message) -> &str {
 /// What the publisher adds to an event besides the payload.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Origin<'a> {
-    pub app_id: &'a str,
+    pub app_id: Cow<'static, str>,
     pub message_id: Option<&'a str>,
     pub correlation_id: Option<&'a str>,
     pub traceparent: Option<&'a str>,
@@ -166,13 +220,13 @@ pub(crate) struct Origin<'a> {
 pub fn encode<T: crate::Event>(
     event: crate::EventDef<T>,
     payload: &T,
-    app_id: &str,
+    app_id: impl Into<Cow<'static, str>>,
 ) -> Result<Message, PublishError> {
     encode_with(
         event.contract(),
         payload,
         &Origin {
-            app_id,
+            app_id: app_id.into(),
             ..Origin::default()
         },
     )
@@ -201,27 +255,27 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     let message_id = origin.message_id.map_or_else(new_message_id, str::to_owned);
     let time = now();
     let key = contract.routing_key();
-    let mut headers = Headers::new();
-    headers.insert(VERSION_HEADER, contract.version_str());
-    headers.insert(cloud_events::SPECVERSION, "1.0");
-    headers.insert(cloud_events::ID, message_id.clone());
-    headers.insert(cloud_events::TYPE, key);
-    headers.insert(cloud_events::SOURCE, origin.app_id.to_owned());
-    headers.insert(cloud_events::TIME, rfc3339_seconds(time));
-    headers.insert(cloud_events::DATASCHEMA, schema_id(key));
+    let mut headers = Headers::with_capacity(8);
+    headers.append_new(VERSION_HEADER, contract.version_str());
+    headers.append_new(cloud_events::SPECVERSION, "1.0");
+    headers.append_new(cloud_events::ID, message_id.clone());
+    headers.append_new(cloud_events::TYPE, key);
+    headers.append_new(cloud_events::SOURCE, origin.app_id.clone());
+    headers.append_new(cloud_events::TIME, rfc3339_seconds(time));
+    headers.append_new(cloud_events::DATASCHEMA, contract.schema_id());
     if let Some(tp) = origin.traceparent {
-        headers.insert(TRACEPARENT_HEADER, tp.to_owned());
+        headers.append_new(TRACEPARENT_HEADER, tp.to_owned());
     }
     Ok(Message {
-        exchange: contract.exchange().name().to_owned(),
-        routing_key: key.to_owned(),
+        exchange: Cow::Borrowed(contract.exchange().name()),
+        routing_key: Cow::Borrowed(key),
         body: body.into(),
         properties: Properties {
             content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
             message_id: Some(message_id),
             timestamp: time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
-            kind: Some(key.to_owned()),
-            app_id: Some(origin.app_id.to_owned()),
+            kind: Some(Cow::Borrowed(key)),
+            app_id: Some(origin.app_id.clone()),
             correlation_id: origin.correlation_id.map(str::to_owned),
             persistent: true,
             headers,
@@ -299,7 +353,7 @@ pub enum EnvelopeError {
 /// Marks `copies` (one event encoded in several majors) as copies of each other: one message
 /// id, and the [`PUBLISHED_AS_HEADER`] listing every copy's routing key.
 pub(crate) fn link_copies(copies: &mut [Message]) {
-    let keys: Vec<&str> = copies.iter().map(|m| m.routing_key.as_str()).collect();
+    let keys: Vec<&str> = copies.iter().map(|m| m.routing_key.as_ref()).collect();
     let published_as = keys.join(",");
     let Some(id) = copies.first().and_then(|m| m.properties.message_id.clone()) else {
         return;
@@ -365,8 +419,8 @@ fn readdressed(message: &Message, queue: &str, attempts: u32) -> Message {
     headers.insert(ATTEMPTS_HEADER, i64::from(attempts));
     // RabbitMQ's own dead-lettering history is not part of our contract.
     headers.remove("x-death");
-    copy.exchange = String::new();
-    copy.routing_key = queue.to_owned();
+    copy.exchange = Cow::Borrowed("");
+    copy.routing_key = Cow::Owned(queue.to_owned());
     copy
 }
 
@@ -409,7 +463,7 @@ mod tests {
     fn bare(key: &str) -> Message {
         Message {
             exchange: "order".into(),
-            routing_key: key.into(),
+            routing_key: key.to_owned().into(),
             body: Vec::from(&b"{}"[..]).into(),
             properties: Properties::default(),
         }

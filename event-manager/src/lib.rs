@@ -151,6 +151,20 @@ pub mod __private {
         out
     }
 
+    /// The length of the schema id of the event with `routing_key`.
+    pub const fn schema_id_len(routing_key: &str) -> usize {
+        crate::envelope::SCHEMA_ID_PREFIX.len() + routing_key.len()
+    }
+
+    /// The bytes of the schema id of the event with `routing_key` (see
+    /// [`crate::envelope::schema_id`]); `N` must be [`schema_id_len`].
+    pub const fn schema_id_bytes<const N: usize>(routing_key: &str) -> [u8; N] {
+        let mut out = [0u8; N];
+        let at = copy(&mut out, 0, crate::envelope::SCHEMA_ID_PREFIX.as_bytes());
+        copy(&mut out, at, routing_key.as_bytes());
+        out
+    }
+
     /// `bytes` as text; they are ASCII by construction.
     pub const fn as_str(bytes: &'static [u8]) -> &'static str {
         match core::str::from_utf8(bytes) {

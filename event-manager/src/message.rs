@@ -5,18 +5,23 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+
+pub use bytes::Bytes;
 
 /// A message as a broker carries it.
+///
+/// Names known at compile time (exchanges, routing keys, header names, static header values)
+/// are borrowed, not copied: an event published through a contract allocates only its body,
+/// its message id and the few headers that differ per message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// The exchange it is published to; the empty string is the default exchange, which
     /// routes to the queue named by the routing key.
-    pub exchange: String,
+    pub exchange: Cow<'static, str>,
     /// The routing key.
-    pub routing_key: String,
-    /// The body bytes (JSON for events).
-    pub body: Arc<[u8]>,
+    pub routing_key: Cow<'static, str>,
+    /// The body bytes (JSON for events); a `Vec<u8>` converts without a copy.
+    pub body: Bytes,
     /// AMQP basic properties and headers.
     pub properties: Properties,
 }
@@ -31,9 +36,9 @@ pub struct Properties {
     /// `timestamp`, seconds since the Unix epoch.
     pub timestamp: Option<u64>,
     /// `type`: the routing key of the event.
-    pub kind: Option<String>,
+    pub kind: Option<Cow<'static, str>>,
     /// `app_id`: the publishing service.
-    pub app_id: Option<String>,
+    pub app_id: Option<Cow<'static, str>>,
     /// `correlation_id`, when the publisher gave one.
     pub correlation_id: Option<String>,
     /// `delivery_mode = 2` when true.
@@ -75,6 +80,12 @@ impl From<&'static str> for HeaderValue {
     }
 }
 
+impl From<Cow<'static, str>> for HeaderValue {
+    fn from(v: Cow<'static, str>) -> Self {
+        Self::Str(v)
+    }
+}
+
 impl From<i64> for HeaderValue {
     fn from(v: i64) -> Self {
         Self::Int(v)
@@ -97,6 +108,11 @@ impl Headers {
         Self(Vec::new())
     }
 
+    /// No headers, with room for `capacity` of them.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
     /// Sets `name` to `value`, replacing an earlier value.
     pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<HeaderValue>) {
         let name = name.into();
@@ -105,6 +121,13 @@ impl Headers {
             Some(slot) => slot.1 = value,
             None => self.0.push((name, value)),
         }
+    }
+
+    /// Adds a header the caller knows is not there yet (the envelope's own, on a new message),
+    /// without looking for an earlier value.
+    pub(crate) fn append_new(&mut self, name: &'static str, value: impl Into<HeaderValue>) {
+        debug_assert!(self.get(name).is_none(), "header {name} set twice");
+        self.0.push((Cow::Borrowed(name), value.into()));
     }
 
     /// The value of `name`.

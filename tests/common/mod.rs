@@ -113,8 +113,8 @@ impl Env {
     ) -> Result<(), event_manager::PublishError> {
         self.bus.declare_exchange(ORDER).await?;
         let mut message = Message {
-            exchange: self.order_exchange(),
-            routing_key: routing_key.to_owned(),
+            exchange: self.order_exchange().into(),
+            routing_key: routing_key.to_owned().into(),
             body: body.to_vec().into(),
             properties: Default::default(),
         };

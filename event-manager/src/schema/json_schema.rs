@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::contract::EventContract;
-use crate::envelope::{VERSION_HEADER, schema_id};
+use crate::envelope::VERSION_HEADER;
 
 /// The root keyword carrying the full semver version of the contract (`1.2.0`). It is named
 /// like the [`VERSION_HEADER`] a published event carries.
@@ -61,7 +61,7 @@ pub fn json_schema(contract: &EventContract) -> Value {
     let root = schema.ensure_object();
     root.insert(
         "$id".to_owned(),
-        Value::String(schema_id(contract.routing_key())),
+        Value::String(contract.schema_id().to_owned()),
     );
     let has_title = root
         .get("title")

@@ -187,17 +187,21 @@ async fn consume_loop(
         let stopped = stop.wait_for(|s| *s);
         tokio::pin!(stopped);
         loop {
-            tokio::select! {
+            let next = tokio::select! {
                 biased;
                 _ = &mut stopped => break,
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                next = subscription.next(), if in_flight.len() < concurrency => match next {
-                    Some(incoming) => in_flight.push(handle(&shared, incoming)),
-                    None => {
-                        ended = true;
-                        break;
-                    }
-                },
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                next = subscription.next(), if in_flight.len() < concurrency => next,
+            };
+            let Some(incoming) = next else {
+                ended = true;
+                break;
+            };
+            // Most callbacks finish without waiting: run the message to its first pause here
+            // and keep only unfinished ones in the set.
+            let mut message = Box::pin(handle(&shared, incoming));
+            if futures_util::poll!(message.as_mut()).is_pending() {
+                in_flight.push(message);
             }
         }
     }

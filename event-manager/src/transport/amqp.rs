@@ -333,7 +333,7 @@ fn from_amqp(properties: &BasicProperties) -> Properties {
     if let Some(table) = properties.headers() {
         for (name, value) in table.inner() {
             if let Some(v) = header_value(value) {
-                headers.insert(name.as_str().to_owned(), v);
+                headers.insert(crate::envelope::header_name(name.as_str()), v);
             }
         }
     }
@@ -341,8 +341,8 @@ fn from_amqp(properties: &BasicProperties) -> Properties {
         content_type: text(properties.content_type()).map(Into::into),
         message_id: text(properties.message_id()),
         timestamp: *properties.timestamp(),
-        kind: text(properties.kind()),
-        app_id: text(properties.app_id()),
+        kind: text(properties.kind()).map(Into::into),
+        app_id: text(properties.app_id()).map(Into::into),
         correlation_id: text(properties.correlation_id()),
         persistent: *properties.delivery_mode() == Some(2),
         headers,
@@ -358,8 +358,8 @@ fn incoming(
     acker: lapin::Acker,
 ) -> Incoming {
     let message = Message {
-        exchange: exchange.as_str().to_owned(),
-        routing_key: routing_key.as_str().to_owned(),
+        exchange: exchange.as_str().to_owned().into(),
+        routing_key: routing_key.as_str().to_owned().into(),
         body: data.into(),
         properties: from_amqp(properties),
     };
@@ -554,8 +554,8 @@ impl Transport for AmqpTransport {
         let routing_key = short(&message.routing_key);
         let properties = to_amqp(&message.properties);
         let failure = |detail: String| PublishError::Connection {
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
             detail,
         };
         let mut resends = 0;
@@ -581,14 +581,14 @@ impl Transport for AmqpTransport {
                 Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => return Ok(()),
                 Ok(Confirmation::Ack(Some(_returned))) => {
                     return Err(PublishError::Unroutable {
-                        exchange: message.exchange.clone(),
-                        routing_key: message.routing_key.clone(),
+                        exchange: message.exchange.to_string(),
+                        routing_key: message.routing_key.to_string(),
                     });
                 }
                 Ok(Confirmation::Nack(_)) => {
                     return Err(PublishError::Nacked {
-                        exchange: message.exchange.clone(),
-                        routing_key: message.routing_key.clone(),
+                        exchange: message.exchange.to_string(),
+                        routing_key: message.routing_key.to_string(),
                     });
                 }
                 Err(e) => e,

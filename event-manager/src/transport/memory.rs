@@ -14,10 +14,12 @@
 //! is not at the head of the queue (RabbitMQ expires from the head; with one TTL per queue,
 //! as the retry queues use, the order is the same).
 
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use async_trait::async_trait;
+use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::mpsc;
 
 use super::{Acker, DeadLetterTarget, Incoming, QueueSpec, Subscription, Transport};
@@ -119,50 +121,51 @@ impl InMemoryBroker {
         Self::default()
     }
 
-    /// Routes `message`; returns how many queues took it.
-    fn route(&self, message: Message) -> Result<usize, TopologyError> {
-        route(&self.inner, message)
-    }
-
     fn queue(&self, name: &str) -> Option<Arc<Queue>> {
         lock(&self.inner.state).queues.get(name).cloned()
     }
 }
 
-fn route(inner: &Arc<Inner>, message: Message) -> Result<usize, TopologyError> {
-    let targets: Vec<Arc<Queue>> =
-        {
-            let state = lock(&inner.state);
-            if message.exchange.is_empty() {
-                state
-                    .queues
-                    .get(&message.routing_key)
-                    .cloned()
-                    .into_iter()
-                    .collect()
-            } else {
-                let exchange = state.exchanges.get(&message.exchange).ok_or_else(|| {
-                    TopologyError::NotFound {
-                        entity: exchange_entity(&message.exchange),
-                    }
+/// Puts `message` in every queue that takes it (once per queue, however many of its bindings
+/// match); hands it back when no queue does.
+fn route(inner: &Arc<Inner>, message: Message) -> Result<Option<Message>, TopologyError> {
+    // Most events go to one queue: keep the first target out of the vector, which then
+    // allocates only for fan-out.
+    let mut first: Option<Arc<Queue>> = None;
+    let mut more: Vec<Arc<Queue>> = Vec::new();
+    {
+        let state = lock(&inner.state);
+        if message.exchange.is_empty() {
+            first = state.queues.get(message.routing_key.as_ref()).cloned();
+        } else {
+            let exchange = state
+                .exchanges
+                .get(message.exchange.as_ref())
+                .ok_or_else(|| TopologyError::NotFound {
+                    entity: exchange_entity(&message.exchange),
                 })?;
-                let mut targets: Vec<Arc<Queue>> = Vec::new();
-                for (pattern, queue) in &exchange.bindings {
-                    if pattern.matches(&message.routing_key)
-                        && !targets.iter().any(|q| Arc::ptr_eq(q, queue))
-                    {
-                        targets.push(queue.clone());
-                    }
+            for (pattern, queue) in &exchange.bindings {
+                if !pattern.matches(&message.routing_key) {
+                    continue;
                 }
-                targets
+                match &first {
+                    None => first = Some(queue.clone()),
+                    Some(f) if Arc::ptr_eq(f, queue) => {}
+                    Some(_) if more.iter().any(|q| Arc::ptr_eq(q, queue)) => {}
+                    Some(_) => more.push(queue.clone()),
+                }
             }
-        };
-    let n = targets.len();
+        }
+    }
+    let Some(first) = first else {
+        return Ok(Some(message));
+    };
     let message = Arc::new(message);
-    for queue in targets {
+    first.enqueue(message.clone());
+    for queue in more {
         queue.enqueue(message.clone());
     }
-    Ok(n)
+    Ok(None)
 }
 
 impl Queue {
@@ -213,9 +216,9 @@ impl Queue {
             routing_key,
         } = target;
         let mut copy = message.clone();
-        copy.exchange = exchange.clone();
+        copy.exchange = Cow::Owned(exchange.clone());
         if let Some(key) = routing_key {
-            copy.routing_key = key.clone();
+            copy.routing_key = Cow::Owned(key.clone());
         }
         // As in RabbitMQ, a dead letter that no queue takes is dropped.
         let _ = route(&broker, copy);
@@ -501,14 +504,12 @@ impl Transport for InMemoryBroker {
         // Publishing never waits here: take part in tokio's cooperative scheduling so a tight
         // publish loop lets consumers on the same thread run.
         tokio::task::consume_budget().await;
-        let exchange = message.exchange.clone();
-        let routing_key = message.routing_key.clone();
-        match self.route(message)? {
-            0 => Err(PublishError::Unroutable {
-                exchange,
-                routing_key,
+        match route(&self.inner, message)? {
+            Some(unrouted) => Err(PublishError::Unroutable {
+                exchange: unrouted.exchange.into_owned(),
+                routing_key: unrouted.routing_key.into_owned(),
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 
