@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::contract::EventContract;
 use crate::error::PublishError;
-use crate::message::{Headers, Message, Properties};
+use crate::message::{Bytes, Headers, Message, Properties};
 use crate::routing::major_from_key;
 
 /// The content type of every event body.
@@ -237,8 +237,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(
     message: &Message,
 ) -> Result<(ReceivedVersion, T), EnvelopeError> {
     let received = read(message)?;
-    let payload =
-        serde_json::from_slice(&message.body).map_err(|e| EnvelopeError::Body(e.to_string()))?;
+    let payload = from_json(&message.body).map_err(|e| EnvelopeError::Body(e.to_string()))?;
     Ok((received.version, payload))
 }
 
@@ -248,7 +247,7 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     payload: &T,
     origin: &Origin<'_>,
 ) -> Result<Message, PublishError> {
-    let body = serde_json::to_vec(payload).map_err(|source| PublishError::Encode {
+    let body = to_json(payload).map_err(|source| PublishError::Encode {
         routing_key: contract.routing_key().to_owned(),
         source,
     })?;
@@ -269,7 +268,7 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     Ok(Message {
         exchange: Cow::Borrowed(contract.exchange().name()),
         routing_key: Cow::Borrowed(key),
-        body: body.into(),
+        body,
         properties: Properties {
             content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
             message_id: Some(message_id),
@@ -281,6 +280,39 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
             headers,
         },
     })
+}
+
+/// `payload` as JSON, in a body of exactly its size: serialized into a buffer kept per thread
+/// and copied once, so a publish allocates one body and nothing else for it.
+fn to_json<T: Serialize + ?Sized>(payload: &T) -> Result<Bytes, serde_json::Error> {
+    /// A buffer grown beyond this by a large payload is not kept.
+    const KEEP: usize = 64 * 1024;
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        // Serialization cannot publish, so the buffer is never borrowed twice; take a fresh
+        // one if it ever were.
+        let Ok(mut buffer) = buffer.try_borrow_mut() else {
+            return serde_json::to_vec(payload).map(Bytes::from);
+        };
+        buffer.clear();
+        let written = serde_json::to_writer(&mut *buffer, payload);
+        let body = written.map(|()| Bytes::copy_from_slice(&buffer));
+        if buffer.capacity() > KEEP {
+            *buffer = Vec::new();
+        }
+        body
+    })
+}
+
+/// A JSON body as a `T`. The body is checked to be UTF-8 once, as a whole, rather than
+/// string by string while parsing.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        <serde_json::Error as serde::de::Error>::custom(format_args!("the body is not UTF-8: {e}"))
+    })?;
+    serde_json::from_str(text)
 }
 
 /// The version a received message claims.
@@ -526,6 +558,15 @@ mod tests {
                 .get(DEAD_LETTER_REASON_HEADER)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn bodies_must_be_utf8_json() {
+        let ok: serde_json::Value = from_json(br#"{"id":1,"name":"\u00e9t\u00e9"}"#).unwrap();
+        assert_eq!(ok["name"], "été");
+        let err = from_json::<serde_json::Value>(b"{\"id\":\"\xff\"}").unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert!(from_json::<serde_json::Value>(b"{\"id\":").is_err());
     }
 
     #[test]

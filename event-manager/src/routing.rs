@@ -161,13 +161,17 @@ impl RoutingKey {
 
 /// Reads the `v<major>` word of a `<exchange>.v<major>.<event>` key.
 pub(crate) fn major_from_key(key: &str) -> Option<u64> {
-    let mut words = key.split('.');
-    let _exchange = words.next()?;
-    let version = words.next()?.strip_prefix('v')?;
-    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+    let bytes = key.as_bytes();
+    let start = bytes.iter().position(|&b| b == b'.')? + 1;
+    let word = bytes[start..].split(|&b| b == b'.').next()?;
+    let digits = word.strip_prefix(b"v")?;
+    if digits.is_empty() {
         return None;
     }
-    version.parse().ok()
+    digits.iter().try_fold(0u64, |major, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        major.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 impl FromStr for RoutingKey {
@@ -420,5 +424,10 @@ mod tests {
         assert_eq!(major_from_key("order.x1.submit"), None);
         assert_eq!(major_from_key("order.v.submit"), None);
         assert_eq!(major_from_key("order"), None);
+        assert_eq!(major_from_key("order.v1"), Some(1));
+        assert_eq!(major_from_key("order.v1a.submit"), None);
+        assert_eq!(major_from_key("order.v-1.submit"), None);
+        assert_eq!(major_from_key("order.v99999999999999999999.submit"), None);
+        assert_eq!(major_from_key(".v3.x"), Some(3));
     }
 }

@@ -149,7 +149,7 @@ where
     T: 'static,
 {
     Arc::new(move |body, delivery| {
-        let payload: U = serde_json::from_slice(body)
+        let payload: U = envelope::from_json(body)
             .map_err(|e| format!("the body does not decode as `{type_name}`: {e}"))?;
         Ok(callback(convert(payload), delivery))
     })
