@@ -356,6 +356,8 @@ pub(crate) struct Received<'a> {
     pub version: ReceivedVersion,
     /// Attempts already made before this delivery.
     pub attempts: u32,
+    /// The [`PUBLISHED_AS_HEADER`], for an event published in several majors at once.
+    pub published_as: Option<&'a str>,
 }
 
 /// Why a received message cannot be read.
@@ -399,21 +401,33 @@ pub(crate) fn link_copies(copies: &mut [Message]) {
     }
 }
 
-/// The routing keys of the sibling copies of a message published in several majors.
-pub(crate) fn published_as(message: &Message) -> Option<impl Iterator<Item = &str>> {
-    message
-        .properties
-        .headers
-        .get_str(PUBLISHED_AS_HEADER)
-        .map(|keys| keys.split(',').map(str::trim).filter(|k| !k.is_empty()))
+/// The routing keys listed in a [`PUBLISHED_AS_HEADER`]: the copies of one event published
+/// in several majors.
+pub(crate) fn copies(published_as: &str) -> impl Iterator<Item = &str> {
+    published_as
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
 }
 
-/// Reads the envelope of a received message.
+/// Reads the envelope of a received message, in one pass over its headers.
 pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
-    let headers = &message.properties.headers;
-    let routing_key = original_routing_key(message);
+    let mut version_text = None;
+    let mut original_key = None;
+    let mut attempts = None;
+    let mut published_as = None;
+    for (name, value) in message.properties.headers.iter() {
+        match name {
+            VERSION_HEADER => version_text = value.as_str(),
+            ORIGINAL_ROUTING_KEY_HEADER => original_key = value.as_str(),
+            ATTEMPTS_HEADER => attempts = value.as_int(),
+            PUBLISHED_AS_HEADER => published_as = value.as_str(),
+            _ => {}
+        }
+    }
+    let routing_key = original_key.unwrap_or(&message.routing_key);
     let key_major = major_from_key(routing_key);
-    let version = match headers.get_str(VERSION_HEADER) {
+    let version = match version_text {
         Some(text) => {
             let v = semver::Version::parse(text)
                 .map_err(|_| EnvelopeError::BadVersion(text.to_owned()))?;
@@ -428,14 +442,11 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
         }
         None => key_major.map_or(ReceivedVersion::Unknown, ReceivedVersion::Major),
     };
-    let attempts = headers
-        .get_int(ATTEMPTS_HEADER)
-        .and_then(|a| u32::try_from(a).ok())
-        .unwrap_or(0);
     Ok(Received {
         routing_key,
         version,
-        attempts,
+        attempts: attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
+        published_as,
     })
 }
 

@@ -58,6 +58,25 @@ pub enum HeaderValue {
     Bool(bool),
 }
 
+impl HeaderValue {
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// An integer value, or a string holding one.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(*i),
+            Self::Str(s) => s.parse().ok(),
+            Self::Bool(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for HeaderValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -137,19 +156,12 @@ impl Headers {
 
     /// The value of `name` when it is a string.
     pub fn get_str(&self, name: &str) -> Option<&str> {
-        match self.get(name)? {
-            HeaderValue::Str(s) => Some(s.as_ref()),
-            _ => None,
-        }
+        self.get(name)?.as_str()
     }
 
     /// The value of `name` when it is an integer (or a string holding one).
     pub fn get_int(&self, name: &str) -> Option<i64> {
-        match self.get(name)? {
-            HeaderValue::Int(i) => Some(*i),
-            HeaderValue::Str(s) => s.parse().ok(),
-            HeaderValue::Bool(_) => None,
-        }
+        self.get(name)?.as_int()
     }
 
     /// Removes `name`, returning its value.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,6 +183,7 @@ async fn consume_loop(
     grace: Duration,
 ) -> Result<(), ConsumeError> {
     let mut in_flight = FuturesUnordered::new();
+    let mut spare = None;
     let mut ended = false;
     {
         let stopped = stop.wait_for(|s| *s);
@@ -198,10 +200,19 @@ async fn consume_loop(
                 break;
             };
             // Most callbacks finish without waiting: run the message to its first pause here
-            // and keep only unfinished ones in the set.
-            let mut message = Box::pin(handle(&shared, incoming));
+            // and keep only unfinished ones in the set. The box of a message that finished
+            // holds the next one.
+            let mut message = match spare.take() {
+                Some(mut done) => {
+                    Pin::set(&mut done, handle(&shared, incoming));
+                    done
+                }
+                None => Box::pin(handle(&shared, incoming)),
+            };
             if futures_util::poll!(message.as_mut()).is_pending() {
                 in_flight.push(message);
+            } else {
+                spare = Some(message);
             }
         }
     }
@@ -269,7 +280,7 @@ async fn run_callbacks(
         Err(e) => return (Outcome::DeadLetter(e.to_string()), 1),
     };
     let attempt = received.attempts.saturating_add(1);
-    if let Some(preferred) = preferred_copy(shared, message)
+    if let Some(preferred) = preferred_copy(shared, &received)
         && preferred != received.routing_key
     {
         tracing::debug!(%preferred, "another major of this event is handled instead; skipping this copy");
@@ -316,8 +327,8 @@ async fn run_callbacks(
 
 /// For an event published in several majors at once: the copy this service handles, the one
 /// with the highest major among those it has callbacks for.
-fn preferred_copy<'m>(shared: &Shared, message: &'m Message) -> Option<&'m str> {
-    envelope::published_as(message)?
+fn preferred_copy<'m>(shared: &Shared, received: &envelope::Received<'m>) -> Option<&'m str> {
+    envelope::copies(received.published_as?)
         .filter(|key| shared.routes.contains_key(key))
         .max_by_key(|key| crate::routing::major_from_key(key))
 }
