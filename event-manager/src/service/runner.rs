@@ -193,7 +193,8 @@ async fn consume_loop(
                 biased;
                 _ = &mut stopped => break,
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
-                next = subscription.next(), if in_flight.len() < concurrency => next,
+                next = std::future::poll_fn(|cx| subscription.poll_next(cx)),
+                    if in_flight.len() < concurrency => next,
             };
             let Some(incoming) = next else {
                 ended = true;

@@ -7,11 +7,14 @@
 //! tell by the id). Publishes share one confirm-mode channel and are pipelined: each caller
 //! awaits only its own confirm.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
     BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
@@ -20,7 +23,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::{Acker, Incoming, QueueKind, QueueSpec, Subscription, Transport};
+use super::{Incoming, QueueKind, QueueSpec, Settler, Subscription, Transport};
 use crate::error::{ConnectError, ConsumeError, PublishError, TopologyError};
 use crate::message::{HeaderValue, Headers, Message, Properties};
 use crate::routing::BindingPattern;
@@ -363,14 +366,15 @@ fn incoming(
         body: data.into(),
         properties: from_amqp(properties),
     };
-    Incoming::new(
+    Incoming::with_settler(
         Arc::new(message),
         redelivered,
-        Box::new(AmqpAcker { acker }),
+        Settler::Amqp(AmqpAcker { acker }),
     )
 }
 
-struct AmqpAcker {
+/// Settles one delivery on its channel.
+pub(crate) struct AmqpAcker {
     acker: lapin::Acker,
 }
 
@@ -389,13 +393,14 @@ fn settle_result(result: Result<bool, lapin::Error>) -> Result<(), ConsumeError>
     }
 }
 
-#[async_trait]
-impl Acker for AmqpAcker {
-    async fn ack(&self) -> Result<(), ConsumeError> {
+impl AmqpAcker {
+    /// Acknowledges the delivery.
+    pub(crate) async fn ack(self) -> Result<(), ConsumeError> {
         settle_result(self.acker.ack(BasicAckOptions::default()).await)
     }
 
-    async fn reject(&self, requeue: bool) -> Result<(), ConsumeError> {
+    /// Rejects the delivery, requeueing it or not.
+    pub(crate) async fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
         settle_result(self.acker.reject(BasicRejectOptions { requeue }).await)
     }
 }
@@ -403,39 +408,70 @@ impl Acker for AmqpAcker {
 struct AmqpSubscription {
     channel: Channel,
     consumer: lapin::Consumer,
+    /// Waiting for the channel to recover after the consumer was interrupted.
+    recovering: Option<BoxFuture<'static, bool>>,
     cancelled: bool,
+}
+
+impl AmqpSubscription {
+    fn new(channel: Channel, consumer: lapin::Consumer) -> Self {
+        Self {
+            channel,
+            consumer,
+            recovering: None,
+            cancelled: false,
+        }
+    }
+
+    /// Waits, within [`RECOVERY_TIMEOUT`], for the channel to recover from `error`; true when
+    /// it did and consuming can go on.
+    fn recover(&self, error: lapin::Error) -> BoxFuture<'static, bool> {
+        let channel = self.channel.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(RECOVERY_TIMEOUT, channel.wait_for_recovery(error)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "consumer cannot recover");
+                    false
+                }
+                Err(_) => {
+                    tracing::error!("consumer did not recover in time");
+                    false
+                }
+            }
+        })
+    }
 }
 
 #[async_trait]
 impl Subscription for AmqpSubscription {
-    async fn next(&mut self) -> Option<Incoming> {
-        if self.cancelled {
-            return None;
-        }
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
         loop {
-            match self.consumer.next().await? {
-                Ok(d) => {
-                    return Some(incoming(
+            if self.cancelled {
+                return Poll::Ready(None);
+            }
+            if let Some(recovering) = &mut self.recovering {
+                let recovered = ready!(recovering.as_mut().poll(cx));
+                self.recovering = None;
+                if !recovered {
+                    return Poll::Ready(None);
+                }
+            }
+            match ready!(Pin::new(&mut self.consumer).poll_next(cx)) {
+                None => return Poll::Ready(None),
+                Some(Ok(d)) => {
+                    return Poll::Ready(Some(incoming(
                         &d.exchange,
                         &d.routing_key,
                         d.redelivered,
                         &d.properties,
                         d.data,
                         d.acker,
-                    ));
+                    )));
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer interrupted; waiting for recovery");
-                    match tokio::time::timeout(RECOVERY_TIMEOUT, self.channel.wait_for_recovery(e))
-                        .await
-                    {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "consumer cannot recover");
-                            return None;
-                        }
-                        Err(_) => return None,
-                    }
+                    self.recovering = Some(self.recover(e));
                 }
             }
         }
@@ -657,11 +693,7 @@ impl Transport for AmqpTransport {
                 }
                 _ => fail(e),
             })?;
-        Ok(Box::new(AmqpSubscription {
-            channel,
-            consumer,
-            cancelled: false,
-        }))
+        Ok(Box::new(AmqpSubscription::new(channel, consumer)))
     }
 
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {

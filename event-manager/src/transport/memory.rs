@@ -17,12 +17,13 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::mpsc;
 
-use super::{Acker, DeadLetterTarget, Incoming, QueueSpec, Subscription, Transport};
+use super::{DeadLetterTarget, Incoming, QueueSpec, Settler, Subscription, Transport};
 use crate::error::{ConsumeError, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
@@ -301,17 +302,42 @@ impl QueueState {
     }
 }
 
-struct MemoryAcker {
+/// Settles one delivery of the in-memory broker; a delivery dropped unsettled is requeued.
+pub(crate) struct MemoryAcker {
     queue: Arc<Queue>,
     tag: u64,
-    settled: std::sync::atomic::AtomicBool,
+    settled: bool,
 }
 
 impl MemoryAcker {
-    fn settle(&self, outcome: Settle) {
-        if !self.settled.swap(true, std::sync::atomic::Ordering::AcqRel) {
+    fn new(queue: Arc<Queue>, tag: u64) -> Self {
+        Self {
+            queue,
+            tag,
+            settled: false,
+        }
+    }
+
+    fn settle(&mut self, outcome: Settle) {
+        if !std::mem::replace(&mut self.settled, true) {
             self.queue.settle(self.tag, outcome);
         }
+    }
+
+    /// Acknowledges the delivery; the broker forgets it.
+    pub(crate) fn ack(mut self) -> Result<(), ConsumeError> {
+        self.settle(Settle::Ack);
+        Ok(())
+    }
+
+    /// Rejects the delivery, requeueing it or dead-lettering it by the queue's policy.
+    pub(crate) fn reject(mut self, requeue: bool) -> Result<(), ConsumeError> {
+        self.settle(if requeue {
+            Settle::Requeue
+        } else {
+            Settle::Reject
+        });
+        Ok(())
     }
 }
 
@@ -319,23 +345,6 @@ impl Drop for MemoryAcker {
     fn drop(&mut self) {
         // Never lose a delivery that nobody settled.
         self.settle(Settle::Requeue);
-    }
-}
-
-#[async_trait]
-impl Acker for MemoryAcker {
-    async fn ack(&self) -> Result<(), ConsumeError> {
-        self.settle(Settle::Ack);
-        Ok(())
-    }
-
-    async fn reject(&self, requeue: bool) -> Result<(), ConsumeError> {
-        self.settle(if requeue {
-            Settle::Requeue
-        } else {
-            Settle::Reject
-        });
-        Ok(())
     }
 }
 
@@ -368,20 +377,18 @@ impl Drop for MemorySubscription {
 
 #[async_trait]
 impl Subscription for MemorySubscription {
-    async fn next(&mut self) -> Option<Incoming> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
         if self.cancelled {
-            return None;
+            return Poll::Ready(None);
         }
-        let (message, redelivered, tag) = self.rx.recv().await?;
-        Some(Incoming::new(
-            message,
-            redelivered,
-            Box::new(MemoryAcker {
-                queue: self.queue.clone(),
-                tag,
-                settled: false.into(),
-            }),
-        ))
+        self.rx.poll_recv(cx).map(|delivery| {
+            let (message, redelivered, tag) = delivery?;
+            Some(Incoming::with_settler(
+                message,
+                redelivered,
+                Settler::Memory(MemoryAcker::new(self.queue.clone(), tag)),
+            ))
+        })
     }
 
     async fn cancel(&mut self) {
@@ -561,14 +568,10 @@ impl Transport for InMemoryBroker {
             state.unacked.insert(tag, (GETTER, ready.message.clone()));
             (ready.message, ready.redelivered, tag)
         };
-        Ok(Some(Incoming::new(
+        Ok(Some(Incoming::with_settler(
             message,
             redelivered,
-            Box::new(MemoryAcker {
-                queue: q,
-                tag,
-                settled: false.into(),
-            }),
+            Settler::Memory(MemoryAcker::new(q, tag)),
         )))
     }
 

@@ -14,6 +14,7 @@
 //! dead-letter exchange and routing key, and named errors on conflicting re-declarations.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -122,28 +123,48 @@ pub struct Incoming {
     pub message: Arc<Message>,
     /// Whether the broker delivered it before (AMQP `redelivered`).
     pub redelivered: bool,
-    acker: Box<dyn Acker>,
+    settler: Settler,
+}
+
+/// How a delivery is settled: the built-in transports directly, without a boxed future per
+/// delivery; other transports through their [`Acker`].
+pub(crate) enum Settler {
+    Memory(memory::MemoryAcker),
+    Amqp(amqp::AmqpAcker),
+    Custom(Box<dyn Acker>),
 }
 
 impl Incoming {
     /// Wraps a message and the way to settle it. For transport implementations.
     pub fn new(message: Arc<Message>, redelivered: bool, acker: Box<dyn Acker>) -> Self {
+        Self::with_settler(message, redelivered, Settler::Custom(acker))
+    }
+
+    pub(crate) fn with_settler(message: Arc<Message>, redelivered: bool, settler: Settler) -> Self {
         Self {
             message,
             redelivered,
-            acker,
+            settler,
         }
     }
 
     /// Acknowledges the message: the broker forgets it.
     pub async fn ack(self) -> Result<(), ConsumeError> {
-        self.acker.ack().await
+        match self.settler {
+            Settler::Memory(acker) => acker.ack(),
+            Settler::Amqp(acker) => acker.ack().await,
+            Settler::Custom(acker) => acker.ack().await,
+        }
     }
 
     /// Rejects the message; with `requeue` the broker delivers it again, otherwise it is
     /// dead-lettered by the queue's policy or dropped.
     pub async fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
-        self.acker.reject(requeue).await
+        match self.settler {
+            Settler::Memory(acker) => acker.reject(requeue),
+            Settler::Amqp(acker) => acker.reject(requeue).await,
+            Settler::Custom(acker) => acker.reject(requeue).await,
+        }
     }
 }
 
@@ -168,9 +189,15 @@ pub trait Acker: Send + Sync {
 /// A stream of deliveries from one queue.
 #[async_trait]
 pub trait Subscription: Send {
-    /// The next delivery; `None` once the subscription has ended for good (cancelled, queue
-    /// deleted, or connection lost beyond recovery).
-    async fn next(&mut self) -> Option<Incoming>;
+    /// Polls for the next delivery, as [`futures_util::Stream::poll_next`] does: `Ready(None)`
+    /// once the subscription has ended for good (cancelled, queue deleted, or connection lost
+    /// beyond recovery). The consume loop polls it directly, so a delivery costs no boxed
+    /// future.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>>;
+    /// The next delivery; `None` once the subscription has ended for good.
+    async fn next(&mut self) -> Option<Incoming> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
     /// Stops new deliveries. Deliveries not yet returned by [`Subscription::next`] go back to
     /// the queue; those already returned can still be settled. Dropping the subscription
     /// closes it: whatever is still unsettled then goes back to the queue.
@@ -209,4 +236,49 @@ pub trait Transport: Send + Sync + 'static {
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError>;
     /// Closes the connection; later calls fail.
     async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A transport's own acker, recording how each delivery was settled.
+    struct Recording(Arc<Mutex<Vec<&'static str>>>);
+
+    #[async_trait]
+    impl Acker for Recording {
+        async fn ack(&self) -> Result<(), ConsumeError> {
+            self.0.lock().unwrap().push("ack");
+            Ok(())
+        }
+
+        async fn reject(&self, requeue: bool) -> Result<(), ConsumeError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(if requeue { "requeue" } else { "reject" });
+            Ok(())
+        }
+    }
+
+    fn incoming(log: &Arc<Mutex<Vec<&'static str>>>) -> Incoming {
+        let message = Message {
+            exchange: "order".into(),
+            routing_key: "order.v1.submit".into(),
+            body: Vec::from(&b"{}"[..]).into(),
+            properties: Default::default(),
+        };
+        Incoming::new(Arc::new(message), false, Box::new(Recording(log.clone())))
+    }
+
+    #[tokio::test]
+    async fn custom_ackers_settle_their_deliveries() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        incoming(&log).ack().await.unwrap();
+        incoming(&log).reject(true).await.unwrap();
+        incoming(&log).reject(false).await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["ack", "requeue", "reject"]);
+    }
 }
