@@ -11,10 +11,14 @@ use crate::envelope::{self, Origin};
 use crate::error::{ConnectError, PublishError, TopologyError};
 use crate::registry;
 use crate::service::Service;
-use crate::transport::{AmqpTransport, InMemoryBroker, Transport};
+use crate::transport::{AmqpTransport, InMemoryBroker, TlsOptions, Transport};
 
 /// The environment variable [`Bus::from_env`] reads the broker URL from.
 pub const AMQP_URL_ENV: &str = "AMQP_URL";
+
+/// The environment variable [`Bus::from_env`] reads the path of extra CA certificates (PEM)
+/// from, for `amqps://` brokers with a private CA.
+pub const AMQP_CA_FILE_ENV: &str = "AMQP_CA_FILE";
 
 /// A connection to a broker (RabbitMQ or the in-memory one) shared by publishers and services.
 /// Cheap to clone.
@@ -177,11 +181,19 @@ impl Bus {
     /// Connects to the broker at `url`: `amqp://` or `amqps://` for RabbitMQ, `memory://` for a
     /// new in-memory broker. Checks the registered contracts first.
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::connect_with_tls(url, &TlsOptions::default()).await
+    }
+
+    /// [`Bus::connect`] trusting, for `amqps://`, the extra CA certificates of `tls` (a
+    /// private CA) besides the platform's roots.
+    pub async fn connect_with_tls(url: &str, tls: &TlsOptions) -> Result<Self, ConnectError> {
         registry::validate()?;
         let scheme = url.split_once("://").map_or(url, |(s, _)| s);
         match scheme {
             "memory" => Ok(Self::in_memory()),
-            "amqp" | "amqps" => Ok(Self::with_transport(AmqpTransport::connect(url).await?)),
+            "amqp" | "amqps" => Ok(Self::with_transport(
+                AmqpTransport::connect_with_tls(url, tls).await?,
+            )),
             other => Err(ConnectError::UnsupportedScheme {
                 scheme: other.to_owned(),
             }),
@@ -189,10 +201,17 @@ impl Bus {
     }
 
     /// Connects to the broker named by the `AMQP_URL` environment variable, or to a new
-    /// in-memory broker when it is unset or empty.
+    /// in-memory broker when it is unset or empty. For `amqps://`, the PEM file named by
+    /// `AMQP_CA_FILE`, when set, holds extra CA certificates to trust.
     pub async fn from_env() -> Result<Self, ConnectError> {
+        let mut tls = TlsOptions::new();
+        if let Ok(path) = std::env::var(AMQP_CA_FILE_ENV)
+            && !path.trim().is_empty()
+        {
+            tls = tls.trust_ca_file(path.trim())?;
+        }
         match std::env::var(AMQP_URL_ENV) {
-            Ok(url) if !url.trim().is_empty() => Self::connect(url.trim()).await,
+            Ok(url) if !url.trim().is_empty() => Self::connect_with_tls(url.trim(), &tls).await,
             _ => Self::connect("memory://").await,
         }
     }

@@ -20,6 +20,13 @@ pub enum ConnectError {
         "`amqps://` needs TLS: enable the `tls` feature of event-manager (refusing to connect in plain text)"
     )]
     TlsNotEnabled,
+    /// The TLS settings are unusable: an unreadable CA file, a CA file without certificates,
+    /// or CA certificates given for a plain `amqp://` URL.
+    #[error("TLS settings: {reason}")]
+    Tls {
+        /// What is wrong.
+        reason: String,
+    },
     /// The broker could not be reached or refused the connection. The URL in the message has
     /// its password removed.
     #[error("cannot connect to the broker at {url}: {reason}")]

@@ -72,6 +72,11 @@ impl Env {
                 "RabbitMQ is required for this test and could not be reached: {e}. Run ./scripts/test, which starts one."
             ),
         };
+        Self::over_rabbitmq(bus)
+    }
+
+    /// An environment on `bus`, a RabbitMQ connection the test opened itself.
+    pub fn over_rabbitmq(bus: Bus) -> Self {
         let namespace = unique("ns");
         Self {
             bus: bus.with_namespace(&namespace),

@@ -23,7 +23,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
-use super::{Incoming, QueueKind, QueueSpec, Settler, Subscription, Transport};
+use super::{Incoming, QueueKind, QueueSpec, Settler, Subscription, TlsOptions, Transport};
 use crate::error::{ConnectError, ConsumeError, PublishError, TopologyError};
 use crate::message::{HeaderValue, Headers, Message, Properties};
 use crate::routing::BindingPattern;
@@ -83,23 +83,42 @@ impl AmqpTransport {
     /// feature, refused without it) with automatic recovery. Neither errors nor logs ever
     /// show the password.
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
-        if url.starts_with("amqps://") && !cfg!(feature = "tls") {
+        Self::connect_with_tls(url, &TlsOptions::default()).await
+    }
+
+    /// [`AmqpTransport::connect`] trusting, for `amqps://`, the extra CA certificates of
+    /// `tls` besides the platform's roots.
+    pub async fn connect_with_tls(url: &str, tls: &TlsOptions) -> Result<Self, ConnectError> {
+        let secure = url.starts_with("amqps://");
+        if secure && !cfg!(feature = "tls") {
             return Err(ConnectError::TlsNotEnabled);
+        }
+        if !secure && tls.has_extra_roots() {
+            return Err(ConnectError::Tls {
+                reason: format!(
+                    "CA certificates were given but {} is not an amqps:// URL",
+                    redact(url)
+                ),
+            });
         }
         let redacted = redact(url);
         let fail = |reason: String| ConnectError::Broker {
             url: redacted.clone(),
             reason,
         };
+        let open = |properties: ConnectionProperties| async {
+            let builder = lapin::DefaultConnectionBuilder::new()?
+                .with_uri_str(url.to_owned())
+                .with_properties(properties)
+                .with_tls_config(tls.lapin_config());
+            builder.connect().await
+        };
         // Fail fast on a wrong URL or a broker that is down: automatic recovery would retry
         // the first connection for a long time.
-        let probe = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(url, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| fail(scrub(&e.to_string(), url)))?;
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, open(ConnectionProperties::default()))
+            .await
+            .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| fail(scrub(&e.to_string(), url)))?;
         if let Err(e) = probe.close(200, "OK".into()).await {
             tracing::debug!(error = %e, "closing the probe connection failed");
         }
@@ -111,11 +130,10 @@ impl AmqpTransport {
                     .with_max_delay(Duration::from_secs(2))
                     .with_max_times(40)
             });
-        let connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
-                .await
-                .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-                .map_err(|e| fail(scrub(&e.to_string(), url)))?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, open(properties))
+            .await
+            .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| fail(scrub(&e.to_string(), url)))?;
         let connection = Arc::new(connection);
         let publisher = open_publisher(&connection)
             .await
@@ -586,9 +604,6 @@ impl Transport for AmqpTransport {
     }
 
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
-        let exchange = short(&message.exchange);
-        let routing_key = short(&message.routing_key);
-        let properties = to_amqp(&message.properties);
         let failure = |detail: String| PublishError::Connection {
             exchange: message.exchange.to_string(),
             routing_key: message.routing_key.to_string(),
@@ -597,17 +612,18 @@ impl Transport for AmqpTransport {
         let mut resends = 0;
         loop {
             let channel = self.publisher_channel();
+            // Built per attempt, not cloned: a re-send is rare, a copy per publish is not.
             let sent = async {
                 channel
                     .basic_publish(
-                        exchange.clone(),
-                        routing_key.clone(),
+                        short(&message.exchange),
+                        short(&message.routing_key),
                         BasicPublishOptions {
                             mandatory: true,
                             immediate: false,
                         },
                         &message.body,
-                        properties.clone(),
+                        to_amqp(&message.properties),
                     )
                     .await?
                     .await

@@ -25,9 +25,11 @@ use crate::routing::BindingPattern;
 
 mod amqp;
 mod memory;
+mod tls;
 
 pub use amqp::AmqpTransport;
 pub use memory::InMemoryBroker;
+pub use tls::TlsOptions;
 
 /// The queue type, for transports that have several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
