@@ -310,7 +310,7 @@ impl Bus {
                 contract,
                 payload,
                 &Origin {
-                    app_id: self.inner.app_id.clone(),
+                    app_id: &self.inner.app_id,
                     message_id: options.message_id.as_deref(),
                     correlation_id: options.correlation_id.as_deref(),
                     traceparent: options.traceparent.as_deref(),
@@ -375,10 +375,7 @@ impl Bus {
     }
 
     fn origin(&self) -> Origin<'_> {
-        Origin {
-            app_id: self.inner.app_id.clone(),
-            ..Origin::default()
-        }
+        Origin::new(&self.inner.app_id)
     }
 
     /// A consuming service reading the durable queue `queue` (e.g. `billing_order`). Several

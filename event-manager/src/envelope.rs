@@ -21,6 +21,7 @@
 //! each other in [`PUBLISHED_AS_HEADER`].
 
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,25 +91,10 @@ static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A new message id, unique across processes: a random per-process prefix and a counter, in
 /// hexadecimal (`3f9c0a6b1d2e4f50-1a`).
 pub fn new_message_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let prefix: &str = &ID_PREFIX;
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = HEX[(rest & 0xf) as usize];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
-    }
-    let mut id = String::with_capacity(prefix.len() + 1 + digits.len() - at);
-    id.push_str(prefix);
-    id.push('-');
-    // The digits are ASCII hex, written above.
-    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    let mut id = String::with_capacity(ID_PREFIX.len() + 17);
+    // Writing to a `String` cannot fail.
+    let _ = write!(id, "{}-{n:x}", *ID_PREFIX);
     id
 }
 
@@ -120,12 +106,11 @@ fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// `time` in RFC 3339 at second precision, formatted once per second and thread.
-fn rfc3339_seconds(time: SystemTime) -> String {
+/// `secs` since the Unix epoch in RFC 3339, formatted once per second and thread.
+fn rfc3339_seconds(secs: u64) -> String {
     thread_local! {
         static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.0 != secs {
@@ -142,7 +127,7 @@ fn rfc3339_seconds(time: SystemTime) -> String {
 }
 
 /// Every header name of the wire contract.
-const HEADER_NAMES: [&str; 16] = [
+const HEADER_NAMES: [&str; 15] = [
     VERSION_HEADER,
     ATTEMPTS_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
@@ -158,7 +143,6 @@ const HEADER_NAMES: [&str; 16] = [
     cloud_events::SOURCE,
     cloud_events::TIME,
     cloud_events::DATASCHEMA,
-    "x-death",
 ];
 
 /// The name of a received header: borrowed when the wire contract knows it, copied otherwise.
@@ -191,12 +175,28 @@ pub(crate) fn original_routing_key(message: &Message) -> &str {
 }
 
 /// What the publisher adds to an event besides the payload.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Origin<'a> {
-    pub app_id: Cow<'static, str>,
+    pub app_id: &'a Cow<'static, str>,
     pub message_id: Option<&'a str>,
     pub correlation_id: Option<&'a str>,
     pub traceparent: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    /// A publish as `app_id` with nothing else given.
+    #[expect(
+        clippy::ptr_arg,
+        reason = "the name is cloned into each message: a borrowed one must stay borrowed"
+    )]
+    pub fn new(app_id: &'a Cow<'static, str>) -> Self {
+        Self {
+            app_id,
+            message_id: None,
+            correlation_id: None,
+            traceparent: None,
+        }
+    }
 }
 
 /// Encodes `payload` as the message a bus publishing as `app_id` sends for `event` (for
@@ -222,14 +222,7 @@ pub fn encode<T: crate::Event>(
     payload: &T,
     app_id: impl Into<Cow<'static, str>>,
 ) -> Result<Message, PublishError> {
-    encode_with(
-        event.contract(),
-        payload,
-        &Origin {
-            app_id: app_id.into(),
-            ..Origin::default()
-        },
-    )
+    encode_with(event.contract(), payload, &Origin::new(&app_id.into()))
 }
 
 /// Reads the version and payload of a received message.
@@ -252,7 +245,7 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
         source,
     })?;
     let message_id = origin.message_id.map_or_else(new_message_id, str::to_owned);
-    let time = now();
+    let secs = now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
     let key = contract.routing_key();
     let mut headers = Headers::with_capacity(8);
     headers.append_new(VERSION_HEADER, contract.version_str());
@@ -260,7 +253,7 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     headers.append_new(cloud_events::ID, message_id.clone());
     headers.append_new(cloud_events::TYPE, key);
     headers.append_new(cloud_events::SOURCE, origin.app_id.clone());
-    headers.append_new(cloud_events::TIME, rfc3339_seconds(time));
+    headers.append_new(cloud_events::TIME, rfc3339_seconds(secs.unwrap_or(0)));
     headers.append_new(cloud_events::DATASCHEMA, contract.schema_id());
     if let Some(tp) = origin.traceparent {
         headers.append_new(TRACEPARENT_HEADER, tp.to_owned());
@@ -272,7 +265,7 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
         properties: Properties {
             content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
             message_id: Some(message_id),
-            timestamp: time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
+            timestamp: secs,
             kind: Some(Cow::Borrowed(key)),
             app_id: Some(origin.app_id.clone()),
             correlation_id: origin.correlation_id.map(str::to_owned),
