@@ -424,13 +424,27 @@ pub async fn malformed_body_is_dead_lettered_at_once(env: &Env) {
     env.publish_raw("order.v1.submit", br#"{"id": "not a number"}"#, &[])
         .await
         .unwrap();
-    for _ in 0..2 {
+    // Not UTF-8 (Latin-1 "é"), as a misconfigured producer might send.
+    env.publish_raw(
+        "order.v1.submit",
+        b"{\"id\": 1, \"customer\": \"\xe9\"}",
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
         let dead = env.take(&dead_letter_queue_name(&queue)).await;
         let h = &dead.properties.headers;
         let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
         assert!(reason.contains("does not decode"), "{reason}");
         assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
+        reasons.push(reason.to_owned());
     }
+    assert!(
+        reasons.iter().any(|r| r.contains("not UTF-8")),
+        "{reasons:?}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     running.shutdown().await.unwrap();
 }
