@@ -13,7 +13,8 @@
 //! message as a hand-written publisher of that contract would. The ratios compare against
 //! the latter, so they measure the typed layer and not the size of the envelope.
 //!
-//! Prints each figure and, last, `ratio publish=<typed/raw> consume=<typed/raw>`.
+//! Prints each figure, the client CPU time per message of each side, and, last,
+//! `ratio publish=<typed/raw> consume=<typed/raw>`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -139,6 +140,30 @@ fn report(label: &str, count: u64, elapsed: Duration, mut latencies: Vec<Duratio
         );
     }
     rate
+}
+
+/// CPU time used by this process so far (all threads, user and system), from
+/// `/proc/self/stat`; zero where that file does not exist.
+fn cpu_time() -> Duration {
+    /// Linux reports it in clock ticks of 1/100 s.
+    const TICKS_PER_SECOND: u64 = 100;
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the whole line.
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some(user + system)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+}
+
+/// Client CPU time per message, in microseconds, of a phase that started at `before`.
+fn cpu_per_message(before: Duration, count: u64) -> f64 {
+    cpu_time().saturating_sub(before).as_secs_f64() * 1e6 / count.max(1) as f64
 }
 
 async fn raw_topology(channel: &Channel, n: &Names) -> lapin::Result<()> {
@@ -582,18 +607,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Rounds in A-B-B-A order, so neither side always runs on a fresher broker.
     let mut rates = Rates::default();
+    // Client CPU per message (µs): what each client costs, whatever the broker does.
+    let mut cpu_us = Rates::default();
     for round in 0..args.rounds.max(1) {
         for typed in [round % 2 == 1, round % 2 == 0] {
             if typed {
+                let cpu = cpu_time();
                 let (elapsed, latencies) = typed_publish(&bus, count, args.window).await?;
+                cpu_us.typed_publish.push(cpu_per_message(cpu, count));
                 rates.typed_publish.push(report(
                     &format!("event-manager publish (round {round})"),
                     count,
                     elapsed,
                     latencies,
                 ));
+                let cpu = cpu_time();
                 let elapsed =
                     typed_consume(&bus, &typed_queue, count, args.prefetch, |_| {}).await?;
+                cpu_us.typed_consume.push(cpu_per_message(cpu, count));
                 rates.typed_consume.push(report(
                     &format!("event-manager consume (round {round})"),
                     count,
@@ -601,15 +632,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Vec::new(),
                 ));
             } else {
+                let cpu = cpu_time();
                 let (elapsed, latencies) =
                     raw_publish(&channel, &raw, count, args.window, true).await?;
+                cpu_us.raw_publish.push(cpu_per_message(cpu, count));
                 rates.raw_publish.push(report(
                     &format!("raw lapin publish, same envelope (round {round})"),
                     count,
                     elapsed,
                     latencies,
                 ));
+                let cpu = cpu_time();
                 let elapsed = raw_consume(&connection, &raw, count, args.prefetch).await?;
+                cpu_us.raw_consume.push(cpu_per_message(cpu, count));
                 rates.raw_consume.push(report(
                     &format!("raw lapin consume, same envelope (round {round})"),
                     count,
@@ -652,6 +687,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mean(&rates.typed_publish),
         mean(&rates.raw_consume),
         mean(&rates.typed_consume)
+    );
+    println!(
+        "client CPU µs/msg: raw publish {:.1}, typed publish {:.1}, raw consume {:.1}, typed consume {:.1}",
+        mean(&cpu_us.raw_publish),
+        mean(&cpu_us.typed_publish),
+        mean(&cpu_us.raw_consume),
+        mean(&cpu_us.typed_consume)
     );
     println!(
         "ratio publish={:.2} consume={:.2}",
