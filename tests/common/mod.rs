@@ -14,6 +14,9 @@ use event_manager::{Bus, RetryPolicy, Service};
 use event_manager_examples::ORDER;
 use tokio::sync::mpsc;
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 /// The broker URL the RabbitMQ tests use.
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL")
