@@ -11,7 +11,7 @@ use crate::envelope::{self, Origin};
 use crate::error::{ConnectError, PublishError, TopologyError};
 use crate::registry;
 use crate::service::Service;
-use crate::transport::{AmqpTransport, InMemoryBroker, TlsOptions, Transport};
+use crate::transport::{AmqpOptions, AmqpTransport, InMemoryBroker, TlsOptions, Transport};
 
 /// The environment variable [`Bus::from_env`] reads the broker URL from.
 pub const AMQP_URL_ENV: &str = "AMQP_URL";
@@ -110,7 +110,8 @@ impl VersionedPublish<'_> {
     /// Publishes every copy at once and returns when the broker confirmed all of them. On an
     /// error some copies may have been published: sending again re-sends all of them with a
     /// new message id unless the caller passes the same payloads, so handlers should be
-    /// idempotent (at-least-once).
+    /// idempotent (at-least-once). A copy whose exchange was deleted behind the bus's back is
+    /// sent once more after the exchange is declared again, as [`Bus::publish`] does.
     pub async fn send(self) -> Result<Vec<Published>, PublishError> {
         let (contracts, mut messages): (Vec<_>, Vec<_>) = self.copies.into_iter().unzip();
         envelope::link_copies(&mut messages);
@@ -126,10 +127,32 @@ impl VersionedPublish<'_> {
             })
             .collect();
         let transport = self.bus.transport();
-        futures_util::future::try_join_all(messages.into_iter().map(|m| transport.publish(m)))
+        // Kept for a second send of the copies whose exchange turns out to be gone: rare,
+        // and a migration's dual publish is not the hot path.
+        let kept = messages.clone();
+        let results =
+            futures_util::future::join_all(messages.into_iter().map(|m| transport.publish(m)))
+                .await;
+        let mut again = Vec::new();
+        for ((contract, message), result) in contracts.iter().zip(kept).zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(error) if exchange_missing(&error) => {
+                    self.bus.redeclare_exchange(contract.exchange()).await?;
+                    again.push(message);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        futures_util::future::try_join_all(again.into_iter().map(|m| transport.publish(m)))
             .await?;
         Ok(published)
     }
+}
+
+/// Whether a publish failed because its exchange does not exist (deleted from outside).
+fn exchange_missing(error: &PublishError) -> bool {
+    matches!(error, PublishError::Topology(TopologyError::NotFound { .. }))
 }
 
 /// What the broker confirmed.
@@ -187,12 +210,33 @@ impl Bus {
     /// [`Bus::connect`] trusting, for `amqps://`, the extra CA certificates of `tls` (a
     /// private CA) besides the platform's roots.
     pub async fn connect_with_tls(url: &str, tls: &TlsOptions) -> Result<Self, ConnectError> {
+        Self::connect_with(url, &AmqpOptions::default().tls(tls.clone())).await
+    }
+
+    /// [`Bus::connect`] with RabbitMQ settings: TLS, how a lost connection is re-established
+    /// ([`ReconnectPolicy`](crate::transport::ReconnectPolicy)) and how long a publish waits
+    /// for its confirm.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), event_manager::ConnectError> {
+    /// use std::time::Duration;
+    /// use event_manager::Bus;
+    /// use event_manager::transport::{AmqpOptions, ReconnectPolicy};
+    ///
+    /// // Exit (and let the supervisor restart the process) after 2 minutes without broker.
+    /// let options = AmqpOptions::default()
+    ///     .reconnect(ReconnectPolicy::default().give_up_after(Duration::from_secs(120)))
+    ///     .confirm_timeout(Duration::from_secs(10));
+    /// let bus = Bus::connect_with("amqp://guest:guest@127.0.0.1:5672/%2f", &options).await?;
+    /// # let _ = bus; Ok(()) }
+    /// ```
+    pub async fn connect_with(url: &str, options: &AmqpOptions) -> Result<Self, ConnectError> {
         registry::validate()?;
         let scheme = url.split_once("://").map_or(url, |(s, _)| s);
         match scheme {
             "memory" => Ok(Self::in_memory()),
             "amqp" | "amqps" => Ok(Self::with_transport(
-                AmqpTransport::connect_with_tls(url, tls).await?,
+                AmqpTransport::connect_with(url, options).await?,
             )),
             other => Err(ConnectError::UnsupportedScheme {
                 scheme: other.to_owned(),
@@ -201,17 +245,14 @@ impl Bus {
     }
 
     /// Connects to the broker named by the `AMQP_URL` environment variable, or to a new
-    /// in-memory broker when it is unset or empty. For `amqps://`, the PEM file named by
-    /// `AMQP_CA_FILE`, when set, holds extra CA certificates to trust.
+    /// in-memory broker when it is unset or empty. The other settings come from the
+    /// environment too ([`AmqpOptions::from_env`]): `AMQP_CA_FILE` (extra CA certificates
+    /// for `amqps://`), `AMQP_GIVE_UP_AFTER` and `AMQP_CONFIRM_TIMEOUT`.
     pub async fn from_env() -> Result<Self, ConnectError> {
-        let mut tls = TlsOptions::new();
-        if let Ok(path) = std::env::var(AMQP_CA_FILE_ENV)
-            && !path.trim().is_empty()
-        {
-            tls = tls.trust_ca_file(path.trim())?;
-        }
         match std::env::var(AMQP_URL_ENV) {
-            Ok(url) if !url.trim().is_empty() => Self::connect_with_tls(url.trim(), &tls).await,
+            Ok(url) if !url.trim().is_empty() => {
+                Self::connect_with(url.trim(), &AmqpOptions::from_env()?).await
+            }
             _ => Self::connect("memory://").await,
         }
     }
@@ -227,9 +268,18 @@ impl Bus {
         )
     }
 
-    /// The same connection, with every exchange name prefixed by `namespace` and a dot
-    /// (`test42.order`). Routing keys do not change. Lets tests, or tenants sharing one
-    /// broker, run the same contracts side by side without seeing each other's events.
+    /// The same connection, with every exchange and queue name prefixed by `namespace` and a
+    /// dot: exchange `order` becomes `test42.order`, the queue of service `billing_order`
+    /// becomes `test42.billing_order` (its wait queues `test42.billing_order.retry.<ms>ms` and
+    /// its dead-letter queue `test42.billing_order.dlq`). Routing keys do not change. Lets
+    /// tests, or tenants sharing one broker, run the same contracts and services side by side
+    /// without seeing each other's events.
+    ///
+    /// Service names stay logical: [`Bus::service`], [`Service::queue`],
+    /// [`replay_dead_letters`](crate::replay_dead_letters) and
+    /// [`delete_service_queues`](crate::service::delete_service_queues) take the name without
+    /// the namespace; [`Bus::queue_name`] and [`Bus::exchange_name`] give the broker-side
+    /// names, for use with the [`Transport`] directly.
     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self {
         Self::from_arc(
             self.inner.transport.clone(),
@@ -240,9 +290,22 @@ impl Bus {
 
     /// The broker-side name of `exchange` on this bus (see [`Bus::with_namespace`]).
     pub fn exchange_name(&self, exchange: Exchange) -> String {
+        self.namespaced(exchange.name())
+    }
+
+    /// The broker-side name of the service queue `queue` on this bus, as given to
+    /// [`Bus::service`] (see [`Bus::with_namespace`]). Its wait and dead-letter queues are
+    /// named after this name ([`dead_letter_queue_name`](crate::service::dead_letter_queue_name)).
+    pub fn queue_name(&self, queue: &str) -> String {
+        self.namespaced(queue)
+    }
+
+    /// `name` with the namespace prefix of this bus: the one place that names things on the
+    /// broker.
+    fn namespaced(&self, name: &str) -> String {
         match &self.inner.namespace {
-            Some(ns) => format!("{ns}.{}", exchange.name()),
-            None => exchange.name().to_owned(),
+            Some(ns) => format!("{ns}.{name}"),
+            None => name.to_owned(),
         }
     }
 
@@ -269,19 +332,39 @@ impl Bus {
                 .transport
                 .declare_exchange(&self.exchange_name(exchange), exchange.is_durable())
                 .await?;
-            if let Ok(mut d) = self.inner.declared.write()
-                && !d.contains(&exchange.name())
-            {
-                d.push(exchange.name());
-            }
+            self.remember_exchange(exchange);
         }
         Ok(())
     }
 
+    /// Declares `exchange` on the broker even when this bus declared it before: after it was
+    /// found missing (deleted from outside), or to check the topology of a running service.
+    pub(crate) async fn redeclare_exchange(&self, exchange: Exchange) -> Result<(), TopologyError> {
+        if let Ok(mut d) = self.inner.declared.write() {
+            d.retain(|name| *name != exchange.name());
+        }
+        self.inner
+            .transport
+            .declare_exchange(&self.exchange_name(exchange), exchange.is_durable())
+            .await?;
+        self.remember_exchange(exchange);
+        Ok(())
+    }
+
+    fn remember_exchange(&self, exchange: Exchange) {
+        if let Ok(mut d) = self.inner.declared.write()
+            && !d.contains(&exchange.name())
+        {
+            d.push(exchange.name());
+        }
+    }
+
     /// Publishes `payload` as `event` and returns once the broker confirmed it.
     ///
-    /// The exchange is declared on first use. Fails with [`PublishError::Unroutable`] when no
-    /// queue is bound to receive the event.
+    /// The exchange is declared on first use. When the broker says the exchange does not exist
+    /// (it was deleted from outside since), it is declared again and the event re-published
+    /// once, with the same message id. Fails with [`PublishError::Unroutable`] when no queue is
+    /// bound to receive the event.
     pub async fn publish<T: Event>(
         &self,
         event: EventDef<T>,
@@ -306,21 +389,17 @@ impl Bus {
         );
         async move {
             self.declare_exchange(contract.exchange()).await?;
-            let mut message = envelope::encode_with(
-                contract,
-                payload,
-                &Origin {
-                    app_id: &self.inner.app_id,
-                    message_id: options.message_id.as_deref(),
-                    correlation_id: options.correlation_id.as_deref(),
-                    traceparent: options.traceparent.as_deref(),
-                },
-            )?;
-            if self.inner.namespace.is_some() {
-                message.exchange = Cow::Owned(self.exchange_name(contract.exchange()));
-            }
+            let message = self.encode(contract, payload, options, None)?;
             let message_id = message.properties.message_id.clone().unwrap_or_default();
-            self.inner.transport.publish(message).await?;
+            match self.inner.transport.publish(message).await {
+                Err(error) if exchange_missing(&error) => {
+                    tracing::warn!(%error, "the exchange is gone; declaring it again and re-publishing");
+                    self.redeclare_exchange(contract.exchange()).await?;
+                    let again = self.encode(contract, payload, options, Some(&message_id))?;
+                    self.inner.transport.publish(again).await?;
+                }
+                result => result?,
+            }
             Ok(Published {
                 message_id,
                 routing_key: contract.routing_key(),
@@ -378,9 +457,35 @@ impl Bus {
         Origin::new(&self.inner.app_id)
     }
 
+    /// `payload` as the message of `event` on this bus, with message id `message_id` when
+    /// given (a re-publish), else the one of `options` or a fresh one.
+    fn encode<T: Event>(
+        &self,
+        contract: &crate::contract::EventContract,
+        payload: &T,
+        options: &PublishOptions,
+        message_id: Option<&str>,
+    ) -> Result<crate::message::Message, PublishError> {
+        let mut message = envelope::encode_with(
+            contract,
+            payload,
+            &Origin {
+                app_id: &self.inner.app_id,
+                message_id: message_id.or(options.message_id.as_deref()),
+                correlation_id: options.correlation_id.as_deref(),
+                traceparent: options.traceparent.as_deref(),
+            },
+        )?;
+        if self.inner.namespace.is_some() {
+            message.exchange = Cow::Owned(self.exchange_name(contract.exchange()));
+        }
+        Ok(message)
+    }
+
     /// A consuming service reading the durable queue `queue` (e.g. `billing_order`). Several
     /// processes using the same queue name share its messages; different names each get every
-    /// message (fan-out).
+    /// message (fan-out). On a namespaced bus the queue on the broker is
+    /// `<namespace>.<queue>` ([`Bus::queue_name`]).
     pub fn service(&self, queue: impl Into<String>) -> Service {
         Service::new(self.clone(), queue.into())
     }

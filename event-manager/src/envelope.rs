@@ -438,9 +438,15 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
     Ok(Received {
         routing_key,
         version,
-        attempts: attempts.and_then(|a| u32::try_from(a).ok()).unwrap_or(0),
+        attempts: attempts.map_or(0, saturating_attempts),
         published_as,
     })
+}
+
+/// An `x-attempts` value as a count: negative is none, too large to count is `u32::MAX` (the
+/// attempts are used up).
+fn saturating_attempts(attempts: i64) -> u32 {
+    u32::try_from(attempts.max(0)).unwrap_or(u32::MAX)
 }
 
 /// A copy of `message` addressed to `queue` through the default exchange, remembering where it
@@ -562,6 +568,22 @@ mod tests {
                 .get(DEAD_LETTER_REASON_HEADER)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn attempts_beyond_u32_saturate() {
+        let mut m = bare("order.v1.submit");
+        for (header, attempts) in [
+            ("4294967295", u32::MAX),
+            ("99999999999", u32::MAX),
+            ("-3", 0),
+            ("2", 2),
+        ] {
+            m.properties.headers.insert(ATTEMPTS_HEADER, header);
+            assert_eq!(read(&m).unwrap().attempts, attempts, "{header}");
+        }
+        m.properties.headers.insert(ATTEMPTS_HEADER, i64::MAX);
+        assert_eq!(read(&m).unwrap().attempts, u32::MAX);
     }
 
     #[test]

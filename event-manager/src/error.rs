@@ -36,6 +36,12 @@ pub enum ConnectError {
         /// What went wrong.
         reason: String,
     },
+    /// A connection setting is unusable (e.g. an environment variable that does not parse).
+    #[error("connection settings: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
     /// The contracts linked into the binary contradict each other.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -111,6 +117,20 @@ pub enum PublishError {
         exchange: String,
         /// The routing key used.
         routing_key: String,
+    },
+    /// No confirm arrived within the confirm timeout (e.g. the broker blocks publishers
+    /// during a memory alarm, or the connection is down). The message may still reach the
+    /// broker later: a retry can duplicate it, with the same message id if reused.
+    #[error(
+        "no confirm for the message to `{exchange}` with key `{routing_key}` within {after:?}"
+    )]
+    Timeout {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+        /// The confirm timeout.
+        after: std::time::Duration,
     },
     /// The exchange could not be declared.
     #[error(transparent)]

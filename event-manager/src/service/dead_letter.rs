@@ -5,7 +5,8 @@ use crate::bus::Bus;
 use crate::envelope;
 use crate::error::{ConsumeError, TopologyError};
 
-/// Deletes the queues of service queue `queue`: the queue itself, its dead-letter queue and
+/// Deletes the queues of the service named `queue` (as given to [`Bus::service`]; on a
+/// namespaced bus the queues carry the namespace): the queue itself, its dead-letter queue and
 /// the wait queues of `policy`, with the messages they hold. For tests, examples and
 /// decommissioning a service.
 pub async fn delete_service_queues(
@@ -14,39 +15,46 @@ pub async fn delete_service_queues(
     policy: &RetryPolicy,
 ) -> Result<(), TopologyError> {
     let transport = bus.transport();
+    let queue = bus.queue_name(queue);
     for delay in policy.distinct_delays() {
         transport
-            .delete_queue(&wait_queue_name(queue, delay))
+            .delete_queue(&wait_queue_name(&queue, delay))
             .await?;
     }
     transport
-        .delete_queue(&dead_letter_queue_name(queue))
+        .delete_queue(&dead_letter_queue_name(&queue))
         .await?;
-    transport.delete_queue(queue).await
+    transport.delete_queue(&queue).await
 }
 
-/// Moves up to `limit` dead letters of service queue `queue` (from `<queue>.dlq`) back to
-/// `queue`, each with a fresh set of attempts, and returns how many were moved. Each one is
-/// removed from the dead-letter queue only after the broker confirmed its re-publication.
+/// Moves dead letters of the service named `queue` (as given to [`Bus::service`]) from its
+/// dead-letter queue back to its queue, each with a fresh set of attempts, and returns how
+/// many were moved. Each one is removed from the dead-letter queue only after the broker
+/// confirmed its re-publication.
+///
+/// Only the messages in the dead-letter queue when the replay starts are moved, at most
+/// `limit` of them: a replayed message that fails again and comes back to the dead-letter
+/// queue while the replay runs is not replayed a second time, so the replay ends even when
+/// the cause of the failures is not fixed.
 pub async fn replay_dead_letters(
     bus: &Bus,
     queue: &str,
     limit: usize,
 ) -> Result<usize, ConsumeError> {
     let transport = bus.transport();
-    let dlq = dead_letter_queue_name(queue);
+    let queue = bus.queue_name(queue);
+    let dlq = dead_letter_queue_name(&queue);
+    let waiting = transport.queue_len(&dlq).await?;
+    let budget = usize::try_from(waiting).map_or(limit, |waiting| waiting.min(limit));
     let mut moved = 0;
-    while moved < limit {
+    while moved < budget {
         let Some(incoming) = transport.get(&dlq).await? else {
             break;
         };
-        let replay = envelope::to_replay(&incoming.message, queue);
+        let replay = envelope::to_replay(&incoming.message, &queue);
         if let Err(source) = transport.publish(replay).await {
             let _ = incoming.reject(true).await;
-            return Err(ConsumeError::Forward {
-                queue: queue.to_owned(),
-                source,
-            });
+            return Err(ConsumeError::Forward { queue, source });
         }
         incoming.ack().await?;
         moved += 1;

@@ -1,8 +1,10 @@
 //! Callbacks: what they receive ([`Delivery`]) and what they return ([`HandlerError`]).
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::envelope::{self, ReceivedVersion};
@@ -139,6 +141,10 @@ pub(crate) type Callback<T> =
     Arc<dyn Fn(T, Delivery) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
 /// Wraps `callback` with the decoding of `U` and its conversion into `T`.
+///
+/// Panics are caught here, per message: one while decoding or upcasting becomes the reason to
+/// dead-letter the message (no retry can fix it); one in the synchronous part of the callback
+/// (before it returns its future) becomes a retryable error, as a panic inside the future does.
 pub(crate) fn erase<U, T>(
     type_name: &'static str,
     convert: impl Fn(U) -> T + Send + Sync + 'static,
@@ -149,8 +155,100 @@ where
     T: 'static,
 {
     Arc::new(move |body, delivery| {
-        let payload: U = envelope::from_json(body)
-            .map_err(|e| format!("the body does not decode as `{type_name}`: {e}"))?;
-        Ok(callback(convert(payload), delivery))
+        let payload: U = match catch_unwind(AssertUnwindSafe(|| envelope::from_json(body))) {
+            Ok(Ok(payload)) => payload,
+            Ok(Err(e)) => return Err(format!("the body does not decode as `{type_name}`: {e}")),
+            Err(panic) => {
+                return Err(format!(
+                    "panicked while decoding the body as `{type_name}`: {}",
+                    panic_text(&*panic)
+                ));
+            }
+        };
+        let payload = catch_unwind(AssertUnwindSafe(|| convert(payload))).map_err(|panic| {
+            format!(
+                "panicked while upcasting `{type_name}` to `{}`: {}",
+                std::any::type_name::<T>(),
+                panic_text(&*panic)
+            )
+        })?;
+        Ok(
+            catch_unwind(AssertUnwindSafe(|| callback(payload, delivery))).unwrap_or_else(
+                |panic| Box::pin(std::future::ready(Err(callback_panicked(&*panic)))),
+            ),
+        )
     })
+}
+
+/// Runs a callback's future, turning a panic into a retryable error.
+pub(crate) async fn guarded(
+    future: BoxFuture<'static, Result<(), HandlerError>>,
+) -> Result<(), HandlerError> {
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(callback_panicked(&*panic)))
+}
+
+/// The outcome of several callbacks of one message, all run to completion: the first error,
+/// made permanent when any of the errors is permanent.
+pub(crate) fn combine(results: Vec<Result<(), HandlerError>>) -> Result<(), HandlerError> {
+    let permanent = results
+        .iter()
+        .any(|r| r.as_ref().is_err_and(HandlerError::is_permanent));
+    match results.into_iter().find_map(Result::err) {
+        None => Ok(()),
+        Some(mut first) => {
+            first.permanent |= permanent;
+            Err(first)
+        }
+    }
+}
+
+fn callback_panicked(panic: &(dyn std::any::Any + Send)) -> HandlerError {
+    HandlerError::retry(format!("callback panicked: {}", panic_text(panic)))
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failures(permanent: &[bool]) -> Vec<Result<(), HandlerError>> {
+        permanent
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let text = format!("error {i}");
+                Err(if *p {
+                    HandlerError::permanent(text)
+                } else {
+                    HandlerError::retry(text)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn combined_outcome_is_the_first_error_permanent_if_any_is() {
+        assert!(combine(vec![Ok(()), Ok(())]).is_ok());
+        let retry = combine(failures(&[false, false])).unwrap_err();
+        assert_eq!((retry.to_string(), retry.is_permanent()), ("error 0".into(), false));
+        let permanent = combine(failures(&[false, true])).unwrap_err();
+        assert_eq!(
+            (permanent.to_string(), permanent.is_permanent()),
+            ("error 0".into(), true)
+        );
+        let mut mixed = vec![Ok(())];
+        mixed.extend(failures(&[true]));
+        assert!(combine(mixed).unwrap_err().is_permanent());
+    }
 }

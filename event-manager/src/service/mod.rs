@@ -20,29 +20,69 @@
 //!
 //! # Failures
 //!
-//! * The callback returns `Ok`: the message is acknowledged.
-//! * It returns a retryable error or panics: the message is parked in a wait queue and comes
-//!   back after the delay of the service's [`RetryPolicy`]; once the attempts are used up it
-//!   is dead-lettered.
-//! * It returns a [`HandlerError::permanent`] error: dead-lettered at once.
-//! * The body does not decode, is larger than [`Service::max_body_bytes`], carries a version
-//!   or routing key no callback accepts: dead-lettered at once, never retried.
+//! * Every callback registered for the routing key returns `Ok`: the message is acknowledged.
+//! * A callback returns a retryable error or panics (inside its future, or before it returns
+//!   one): the message is parked in a wait queue and comes back after the delay of the
+//!   service's [`RetryPolicy`]; once the attempts are used up it is dead-lettered. An
+//!   `x-attempts` header too large to count further means the attempts are used up.
+//! * A callback returns a [`HandlerError::permanent`] error: dead-lettered at once.
+//! * Several callbacks for one event all run to completion, even when one of them fails early;
+//!   the outcome is the first error, permanent when any of the errors is permanent. **On a
+//!   retry every callback runs again**, those that succeeded too: callbacks must be
+//!   idempotent (they are anyway: delivery is at-least-once). [`Delivery::message_id`] is
+//!   stable across retries, to detect repeats.
+//! * The body does not decode (or its `Deserialize` panics), an upcaster panics, the body is
+//!   larger than [`Service::max_body_bytes`], or it carries a version or routing key no
+//!   callback accepts: dead-lettered at once, never retried, with a reason saying which.
+//!
+//! No panic of a callback, a decoder or an upcaster stops the consumer: each is caught per
+//! message.
 //!
 //! Dead letters go to `<queue>.dlq` with the original body and properties and the headers
 //! `x-dead-letter-reason`, `x-attempts`, `x-original-exchange`, `x-original-routing-key`,
 //! `x-failed-at` and `x-dead-letter-queue`. Nothing is acknowledged before it was handled or
-//! safely moved to a wait or dead-letter queue. [`replay_dead_letters`] moves dead letters back.
+//! the broker confirmed its move to a wait or dead-letter queue. When that move fails:
+//!
+//! * because the target queue is missing (deleted from outside), the service declares its
+//!   topology again and retries the move at once;
+//! * for any other reason (a full dead-letter queue refusing messages, a confirm timeout, a
+//!   lost connection), the message is held unacknowledged and the move retried after 1 s,
+//!   2 s, 4 s … (at most 30 s apart), logged at error level from the third failure on, until
+//!   it succeeds; if the service stops first, the message goes back to its queue. It is never
+//!   dropped and never requeued in a tight loop.
+//!
+//! [`replay_dead_letters`] moves dead letters back: only those in the dead-letter queue when
+//! it starts, so a replay ends even when the replayed messages fail again.
+//!
+//! # Topology
+//!
+//! A service declares what it owns when it starts: its queue, the wait queues of its retry
+//! policy, its dead-letter queue, the exchanges it reads from and its bindings. While it runs
+//! it declares them all again every [`Service::topology_check`] interval (default 30 s) and
+//! whenever a move finds a queue missing, so a queue, exchange or binding deleted from
+//! outside comes back. A failed check is logged and tried again at the next interval. On a
+//! namespaced bus ([`Bus::with_namespace`]) every queue name carries the namespace.
 //!
 //! # Shutdown
 //!
-//! [`RunningService::shutdown`] stops taking messages, lets running callbacks finish within
-//! the grace period, acknowledges them, and closes the subscription; messages that were
-//! prefetched but not started go back to the queue.
+//! [`RunningService::shutdown`] stops taking messages and returns within the grace period
+//! ([`Service::shutdown_grace`]). Within it, the subscription is cancelled (the cancel gets at
+//! most 5 s of it: under a memory alarm the broker blocks the connection and the cancel never
+//! completes) while the running callbacks go on; those that finish are acknowledged (or moved
+//! to a wait or dead-letter queue). When the grace period is over, whatever is unfinished is
+//! dropped unsettled and the broker delivers it again; messages that were prefetched but not
+//! started go back to the queue as well. A message held because its move keeps failing goes
+//! back to the queue at once.
 
 mod dead_letter;
+mod dispatch;
 mod handler;
 mod retry;
 mod runner;
+mod settle;
+#[cfg(test)]
+mod tests;
+mod topology;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -82,6 +122,7 @@ pub struct Service {
     pub(crate) max_body_bytes: usize,
     pub(crate) queue_kind: QueueKind,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) topology_check: Duration,
 }
 
 impl std::fmt::Debug for Service {
@@ -109,10 +150,12 @@ impl Service {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             queue_kind: QueueKind::Classic,
             shutdown_grace: Duration::from_secs(30),
+            topology_check: Duration::from_secs(30),
         }
     }
 
-    /// The queue name.
+    /// The queue name as given to [`Bus::service`], without the namespace of the bus; the
+    /// name on the broker is [`Bus::queue_name`] of it.
     pub fn queue(&self) -> &str {
         &self.queue
     }
@@ -204,9 +247,19 @@ impl Service {
         self
     }
 
-    /// How long shutdown waits for running callbacks (default 30 s).
+    /// How long a shutdown may take in all (default 30 s): the cancel of the subscription and
+    /// the running callbacks share it (see [Shutdown](crate::service#shutdown)).
     pub fn shutdown_grace(&mut self, grace: Duration) -> &mut Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// How often a running service declares its topology again (default 30 s): its queue,
+    /// wait queues, dead-letter queue, exchanges and bindings, so that one deleted from
+    /// outside comes back. Declaring is idempotent and cheap; it runs beside the deliveries,
+    /// with a deadline of 10 s, and a failure is logged, not fatal. At least 1 ms.
+    pub fn topology_check(&mut self, interval: Duration) -> &mut Self {
+        self.topology_check = interval.max(Duration::from_millis(1));
         self
     }
 }

@@ -107,7 +107,8 @@ pub(crate) fn wait_queue_name(queue: &str, delay: Duration) -> String {
     format!("{queue}.retry.{}ms", delay.as_millis())
 }
 
-/// The dead-letter queue of `queue`.
+/// The dead-letter queue of the service queue `queue`, a name on the broker: on a namespaced
+/// bus, pass [`Bus::queue_name`](crate::Bus::queue_name) of the service's name.
 pub fn dead_letter_queue_name(queue: &str) -> String {
     format!("{queue}.dlq")
 }

@@ -1,37 +1,56 @@
-//! Running a service: topology, the consume loop, per-message outcome, shutdown.
+//! Running a service: start, the consume loop, the periodic topology check, shutdown.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use futures_util::StreamExt;
-use futures_util::future::try_join_all;
+use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
-use tracing::Instrument;
+use tokio::time::{Instant, MissedTickBehavior};
 
-use super::handler::Delivery;
-use super::retry::{dead_letter_queue_name, wait_queue_name};
+use super::dispatch::handle;
+use super::topology::Topology;
 use super::{Route, Service};
-use crate::bus::Bus;
-use crate::envelope;
-use crate::error::ConsumeError;
-use crate::message::Message;
+use crate::error::{ConsumeError, TopologyError};
 use crate::registry;
-use crate::routing::BindingPattern;
-use crate::transport::{DeadLetterTarget, Incoming, QueueSpec, Subscription};
+use crate::transport::Subscription;
+
+/// How long a shutdown waits for the broker to confirm the cancel of the subscription, at
+/// most (and never longer than the grace period). Under a memory alarm RabbitMQ blocks the
+/// connection and the cancel never leaves; the subscription is then closed by dropping it.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one periodic topology check may take before it is abandoned (and logged).
+const TOPOLOGY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every message task of one service shares.
-struct Shared {
-    bus: Bus,
-    queue: String,
-    dead_letter_queue: String,
-    routes: BTreeMap<&'static str, Route>,
-    retry: super::RetryPolicy,
-    max_body_bytes: usize,
+pub(super) struct Shared {
+    pub(super) topology: Topology,
+    pub(super) routes: BTreeMap<&'static str, Route>,
+    pub(super) max_body_bytes: usize,
+    /// Becomes `true` once the service stops taking messages (shutdown, or the subscription
+    /// ended): a message held because it cannot be moved then goes back to the queue.
+    pub(super) closing: watch::Receiver<bool>,
+    /// One re-declaration of the topology at a time.
+    redeclaring: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// Declares the service's topology again, after a forward found a queue missing.
+    pub(super) async fn redeclare(&self) -> Result<(), TopologyError> {
+        let _one_at_a_time = self.redeclaring.lock().await;
+        self.topology.declare().await
+    }
+}
+
+/// The limits of one consume loop.
+struct Limits {
+    concurrency: usize,
+    grace: Duration,
+    topology_check: Duration,
 }
 
 /// A started service. Dropping it without [`RunningService::shutdown`] stops the consume loop
@@ -51,8 +70,10 @@ impl std::fmt::Debug for RunningService {
 }
 
 impl RunningService {
-    /// Stops taking messages, lets running callbacks finish (within the grace period), then
-    /// closes the subscription.
+    /// Stops taking messages and returns within the grace period of the service
+    /// ([`Service::shutdown_grace`]): the cancel of the subscription and the running callbacks
+    /// share it. Callbacks that finish in time are settled; whatever is unfinished then is
+    /// dropped unsettled, and the broker delivers it again.
     pub async fn shutdown(self) -> Result<(), ConsumeError> {
         let _ = self.stop.send(true);
         self.stopped().await
@@ -94,111 +115,73 @@ impl Service {
     /// Declares the queue, its bindings, wait and dead-letter queues, and starts consuming.
     pub async fn start(self) -> Result<RunningService, ConsumeError> {
         registry::validate()?;
+        let topology = Topology::of(&self);
         if self.routes.is_empty() {
             return Err(ConsumeError::Config {
-                queue: self.queue,
+                queue: topology.queue,
                 reason: "no callback is registered; add one with Service::on".into(),
             });
         }
-        self.declare().await?;
-        let transport = self.bus.transport().clone();
-        let subscription = transport.subscribe(&self.queue, self.prefetch).await?;
+        topology.declare().await?;
+        let queue = topology.queue.clone();
+        let subscription = self.bus.transport().subscribe(&queue, self.prefetch).await?;
+        let (closing, closing_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
-            bus: self.bus.clone(),
-            dead_letter_queue: dead_letter_queue_name(&self.queue),
-            queue: self.queue.clone(),
+            topology,
             routes: self.routes,
-            retry: self.retry,
             max_body_bytes: self.max_body_bytes,
+            closing: closing_rx,
+            redeclaring: tokio::sync::Mutex::new(()),
         });
+        let limits = Limits {
+            concurrency: self.concurrency,
+            grace: self.shutdown_grace,
+            topology_check: self.topology_check,
+        };
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(consume_loop(
-            shared,
-            subscription,
-            stopped,
-            self.concurrency,
-            self.shutdown_grace,
-        ));
-        Ok(RunningService {
-            stop,
-            task,
-            queue: self.queue,
-        })
-    }
-
-    /// Every binding to declare: the explicit ones, and an exact one for each callback no
-    /// explicit pattern covers.
-    fn all_bindings(&self) -> Vec<(crate::Exchange, BindingPattern)> {
-        let mut all = self.bindings.clone();
-        for (key, route) in &self.routes {
-            let covered = self
-                .bindings
-                .iter()
-                .any(|(e, p)| *e == route.exchange && p.matches(key));
-            if !covered && let Ok(key) = crate::RoutingKey::parse(key) {
-                all.push((route.exchange, BindingPattern::exact(&key)));
-            }
-        }
-        all
-    }
-
-    /// Declares the service's queue, bindings, wait and dead-letter queues without consuming.
-    /// A publisher can call it for the services it knows about, so that events published
-    /// before those services first start are kept in their queues instead of being
-    /// unroutable. Declaring is idempotent.
-    pub async fn declare(&self) -> Result<(), ConsumeError> {
-        let transport = self.bus.transport();
-        let mut queue = QueueSpec::durable(&self.queue);
-        queue.kind = self.queue_kind;
-        transport.declare_queue(&queue).await?;
-        transport
-            .declare_queue(&QueueSpec::durable(dead_letter_queue_name(&self.queue)))
-            .await?;
-        for delay in self.retry.distinct_delays() {
-            let mut wait = QueueSpec::durable(wait_queue_name(&self.queue, delay));
-            wait.message_ttl = Some(delay);
-            wait.dead_letter = Some(DeadLetterTarget {
-                exchange: String::new(),
-                routing_key: Some(self.queue.clone()),
-            });
-            transport.declare_queue(&wait).await?;
-        }
-        for (exchange, pattern) in self.all_bindings() {
-            self.bus.declare_exchange(exchange).await?;
-            transport
-                .bind(&self.queue, &self.bus.exchange_name(exchange), &pattern)
-                .await?;
-        }
-        Ok(())
+        let task = tokio::spawn(consume_loop(shared, subscription, stopped, closing, limits));
+        Ok(RunningService { stop, task, queue })
     }
 }
 
 /// Pulls deliveries and handles up to `concurrency` of them at once. The callbacks run as
-/// futures of this task (no task per message): cheap, and a panic is caught per message.
+/// futures of this task (no task per message): cheap, and a panic is caught per message. The
+/// periodic topology check runs here too, beside the deliveries, never blocking them.
 async fn consume_loop(
     shared: Arc<Shared>,
     mut subscription: Box<dyn Subscription>,
     mut stop: watch::Receiver<bool>,
-    concurrency: usize,
-    grace: Duration,
+    closing: watch::Sender<bool>,
+    limits: Limits,
 ) -> Result<(), ConsumeError> {
     let mut in_flight = FuturesUnordered::new();
     let mut spare = None;
-    let mut ended = false;
-    {
+    let mut check: Option<BoxFuture<'static, ()>> = None;
+    // At most a year apart: a longer period only risks overflowing the timer.
+    let every = limits.topology_check.min(Duration::from_secs(365 * 24 * 3600));
+    let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let ended = {
         let stopped = stop.wait_for(|s| *s);
         tokio::pin!(stopped);
         loop {
             let next = tokio::select! {
                 biased;
-                _ = &mut stopped => break,
+                _ = &mut stopped => break false,
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                () = async { check.as_mut().expect("guarded by is_some").await }, if check.is_some() => {
+                    check = None;
+                    continue;
+                }
+                _ = ticker.tick(), if check.is_none() => {
+                    check = Some(topology_check(shared.clone()));
+                    continue;
+                }
                 next = std::future::poll_fn(|cx| subscription.poll_next(cx)),
-                    if in_flight.len() < concurrency => next,
+                    if in_flight.len() < limits.concurrency => next,
             };
             let Some(incoming) = next else {
-                ended = true;
-                break;
+                break true;
             };
             // Most callbacks finish without waiting: run the message to its first pause here
             // and keep only unfinished ones in the set. The box of a message that finished
@@ -216,204 +199,69 @@ async fn consume_loop(
                 spare = Some(message);
             }
         }
-    }
-    subscription.cancel().await;
-    let drained =
-        tokio::time::timeout(grace, async { while in_flight.next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(
-            queue = %shared.queue,
-            remaining = in_flight.len(),
-            "shutdown grace period over; unfinished messages go back to the queue"
-        );
-    }
+    };
+    let _ = closing.send(true);
+    drop(check);
+    wind_down(&shared.topology.queue, &mut subscription, &mut in_flight, limits.grace).await;
     // Unsettled deliveries go back to the queue when dropped with the subscription.
     drop(in_flight);
+    let reason = subscription.end_reason();
     drop(subscription);
     if ended && !*stop.borrow() {
         return Err(ConsumeError::Connection {
-            queue: shared.queue.clone(),
-            detail: "the subscription ended (queue deleted or connection lost for good)".into(),
+            queue: shared.topology.queue.clone(),
+            detail: reason.unwrap_or_else(|| {
+                "the subscription ended (queue deleted or connection lost for good)".into()
+            }),
         });
     }
     Ok(())
 }
 
-/// How one message ends.
-enum Outcome {
-    Handled,
-    Retry(String),
-    DeadLetter(String),
-}
-
-async fn handle(shared: &Shared, incoming: Incoming) {
-    let message = incoming.message.clone();
-    let span = tracing::debug_span!(
-        "handle",
-        queue = %shared.queue,
-        routing_key = %message.routing_key,
-        message_id = message.properties.message_id.as_deref().unwrap_or("")
-    );
-    async move {
-        let (outcome, attempts) = run_callbacks(shared, &message, incoming.redelivered).await;
-        settle(shared, incoming, &message, outcome, attempts).await;
-    }
-    .instrument(span)
-    .await;
-}
-
-/// Runs the callbacks for `message`; returns the outcome and the attempt number.
-async fn run_callbacks(
-    shared: &Shared,
-    message: &Arc<Message>,
-    redelivered: bool,
-) -> (Outcome, u32) {
-    if message.body.len() > shared.max_body_bytes {
-        let reason = format!(
-            "body of {} bytes exceeds the limit of {} bytes",
-            message.body.len(),
-            shared.max_body_bytes
-        );
-        return (Outcome::DeadLetter(reason), 1);
-    }
-    let received = match envelope::read(message) {
-        Ok(r) => r,
-        Err(e) => return (Outcome::DeadLetter(e.to_string()), 1),
-    };
-    let attempt = received.attempts.saturating_add(1);
-    if let Some(preferred) = preferred_copy(shared, &received)
-        && preferred != received.routing_key
-    {
-        tracing::debug!(%preferred, "another major of this event is handled instead; skipping this copy");
-        return (Outcome::Handled, attempt);
-    }
-    let Some(route) = shared.routes.get(received.routing_key) else {
-        return (
-            Outcome::DeadLetter(no_route_reason(shared, received.routing_key)),
-            attempt,
-        );
-    };
-    let delivery = Delivery {
-        message: message.clone(),
-        version: received.version,
-        attempt,
-        redelivered,
-    };
-    let result = match route.handlers.as_slice() {
-        [only] => match only(&message.body, delivery) {
-            Ok(f) => AssertUnwindSafe(f).catch_unwind().await,
-            Err(reason) => return (Outcome::DeadLetter(reason), attempt),
-        },
-        handlers => {
-            let mut futures = Vec::with_capacity(handlers.len());
-            for handler in handlers {
-                match handler(&message.body, delivery.clone()) {
-                    Ok(f) => futures.push(f),
-                    Err(reason) => return (Outcome::DeadLetter(reason), attempt),
-                }
-            }
-            AssertUnwindSafe(try_join_all(futures).map(|r| r.map(drop)))
-                .catch_unwind()
-                .await
-        }
-    };
-    let outcome = match result {
-        Ok(Ok(())) => Outcome::Handled,
-        Ok(Err(e)) if e.is_permanent() => Outcome::DeadLetter(format!("permanent error: {e}")),
-        Ok(Err(e)) => Outcome::Retry(e.to_string()),
-        Err(panic) => Outcome::Retry(format!("callback panicked: {}", panic_text(&*panic))),
-    };
-    (outcome, attempt)
-}
-
-/// For an event published in several majors at once: the copy this service handles, the one
-/// with the highest major among those it has callbacks for.
-fn preferred_copy<'m>(shared: &Shared, received: &envelope::Received<'m>) -> Option<&'m str> {
-    envelope::copies(received.published_as?)
-        .filter(|key| shared.routes.contains_key(key))
-        .max_by_key(|key| crate::routing::major_from_key(key))
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
-fn no_route_reason(shared: &Shared, key: &str) -> String {
-    let words: Vec<&str> = key.split('.').collect();
-    if let [exchange, _, event] = words.as_slice() {
-        let accepted: Vec<&str> = shared
-            .routes
-            .keys()
-            .copied()
-            .filter(|k| {
-                let w: Vec<&str> = k.split('.').collect();
-                w.len() == 3 && w[0] == *exchange && w[2] == *event
-            })
-            .collect();
-        if !accepted.is_empty() {
-            return format!(
-                "unsupported version: `{key}` has no callback in this service, which accepts {}",
-                accepted.join(", ")
-            );
-        }
-    }
-    format!("no callback for routing key `{key}`")
-}
-
-async fn settle(
-    shared: &Shared,
-    incoming: Incoming,
-    message: &Message,
-    outcome: Outcome,
-    attempt: u32,
+/// Cancels the subscription and lets the running messages finish, both within `grace`: the
+/// cancel has its own, shorter deadline ([`CANCEL_TIMEOUT`]) and the messages keep running
+/// meanwhile. What is unfinished at the end is left to the caller to drop.
+async fn wind_down<F: std::future::Future<Output = ()>>(
+    queue: &str,
+    subscription: &mut Box<dyn Subscription>,
+    in_flight: &mut FuturesUnordered<F>,
+    grace: Duration,
 ) {
-    let forward = match outcome {
-        Outcome::Handled => None,
-        Outcome::Retry(reason) => match shared.retry.delay_before(attempt + 1) {
-            Some(delay) => {
-                tracing::info!(attempt, ?delay, %reason, "callback failed; will retry");
-                let wait = wait_queue_name(&shared.queue, delay);
-                Some(envelope::to_retry(message, &wait, attempt))
-            }
-            None => {
-                let reason = format!("gave up after {attempt} attempt(s): {reason}");
-                tracing::warn!(%reason, "dead-lettering");
-                Some(dead_letter(shared, message, attempt, &reason))
-            }
-        },
-        Outcome::DeadLetter(reason) => {
-            tracing::warn!(%reason, "dead-lettering");
-            Some(dead_letter(shared, message, attempt, &reason))
+    let deadline = Instant::now() + grace;
+    let cancel = async {
+        let cancel_deadline = Instant::now() + grace.min(CANCEL_TIMEOUT);
+        if tokio::time::timeout_at(cancel_deadline, subscription.cancel())
+            .await
+            .is_err()
+        {
+            tracing::warn!(%queue, "the broker did not confirm the cancel in time; closing the subscription");
         }
     };
-    if let Some(forward) = forward
-        && let Err(source) = shared.bus.transport().publish(forward).await
-    {
-        let error = ConsumeError::Forward {
-            queue: shared.queue.clone(),
-            source,
-        };
-        tracing::error!(%error, "message left for redelivery");
-        // Leave it to the broker, not too fast: a failing forward must not become a hot loop.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let _ = incoming.reject(true).await;
-        return;
-    }
-    if let Err(error) = incoming.ack().await {
-        tracing::warn!(%error, "ack failed; the broker will deliver the message again");
+    let drain = tokio::time::timeout_at(deadline, async {
+        while in_flight.next().await.is_some() {}
+    });
+    let ((), drained) = tokio::join!(cancel, drain);
+    if drained.is_err() {
+        tracing::warn!(
+            %queue,
+            remaining = in_flight.len(),
+            "shutdown grace period over; unfinished messages go back to the queue"
+        );
     }
 }
 
-fn dead_letter(shared: &Shared, message: &Message, attempts: u32, reason: &str) -> Message {
-    envelope::to_dead_letter(
-        message,
-        &shared.dead_letter_queue,
-        &shared.queue,
-        attempts,
-        reason,
-    )
+/// One periodic re-declaration of the topology, with a deadline; a failure is logged only.
+fn topology_check(shared: Arc<Shared>) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let queue = &shared.topology.queue;
+        match tokio::time::timeout(TOPOLOGY_CHECK_TIMEOUT, shared.redeclare()).await {
+            Ok(Ok(())) => tracing::trace!(%queue, "topology checked"),
+            Ok(Err(error)) => tracing::warn!(%queue, %error, "topology check failed"),
+            Err(_) => tracing::warn!(
+                %queue,
+                timeout = ?TOPOLOGY_CHECK_TIMEOUT,
+                "topology check did not finish in time"
+            ),
+        }
+    })
 }

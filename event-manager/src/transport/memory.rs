@@ -215,6 +215,7 @@ impl Queue {
         let DeadLetterTarget {
             exchange,
             routing_key,
+            ..
         } = target;
         let mut copy = message.clone();
         copy.exchange = Cow::Owned(exchange.clone());

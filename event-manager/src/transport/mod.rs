@@ -27,7 +27,7 @@ mod amqp;
 mod memory;
 mod tls;
 
-pub use amqp::AmqpTransport;
+pub use amqp::{AmqpOptions, AmqpTransport, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy};
 pub use memory::InMemoryBroker;
 pub use tls::TlsOptions;
 
@@ -48,6 +48,11 @@ pub struct DeadLetterTarget {
     pub exchange: String,
     /// The routing key to use instead of the message's own.
     pub routing_key: Option<String>,
+    /// On a quorum queue, RabbitMQ's `at-least-once` dead-letter strategy: a message leaves
+    /// the queue only once the target queue confirmed it (the queue then also refuses
+    /// publishes when full, `x-overflow: reject-publish`). Classic queues dead-letter
+    /// at-most-once whatever this says: a target that refuses the message loses it.
+    pub at_least_once: bool,
 }
 
 /// A queue to declare.
@@ -204,6 +209,11 @@ pub trait Subscription: Send {
     /// the queue; those already returned can still be settled. Dropping the subscription
     /// closes it: whatever is still unsettled then goes back to the queue.
     async fn cancel(&mut self);
+    /// Why the subscription ended by itself (queue deleted, connection given up), once
+    /// [`Subscription::poll_next`] returned `Ready(None)` without a cancel.
+    fn end_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A broker connection as the bus uses it.

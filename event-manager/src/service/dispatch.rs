@@ -1,0 +1,131 @@
+//! One message: its checks, its callbacks and the outcome they give.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use tracing::Instrument;
+
+use super::handler::{Delivery, combine, guarded};
+use super::runner::Shared;
+use super::settle::settle;
+use crate::envelope;
+use crate::message::Message;
+use crate::transport::Incoming;
+
+/// How one message ends.
+pub(super) enum Outcome {
+    Handled,
+    Retry(String),
+    DeadLetter(String),
+}
+
+/// Handles one delivery from start to settlement.
+pub(super) async fn handle(shared: &Shared, incoming: Incoming) {
+    let message = incoming.message.clone();
+    let span = tracing::debug_span!(
+        "handle",
+        queue = %shared.topology.queue,
+        routing_key = %message.routing_key,
+        message_id = message.properties.message_id.as_deref().unwrap_or("")
+    );
+    async move {
+        let (outcome, attempts) = run_callbacks(shared, &message, incoming.redelivered).await;
+        settle(shared, incoming, &message, outcome, attempts).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the callbacks for `message`; returns the outcome and the attempt number.
+///
+/// Every callback registered for the routing key runs to completion, even when another one
+/// failed: the outcome is the first error, permanent when any error is permanent.
+async fn run_callbacks(
+    shared: &Shared,
+    message: &Arc<Message>,
+    redelivered: bool,
+) -> (Outcome, u32) {
+    if message.body.len() > shared.max_body_bytes {
+        let reason = format!(
+            "body of {} bytes exceeds the limit of {} bytes",
+            message.body.len(),
+            shared.max_body_bytes
+        );
+        return (Outcome::DeadLetter(reason), 1);
+    }
+    let received = match envelope::read(message) {
+        Ok(r) => r,
+        Err(e) => return (Outcome::DeadLetter(e.to_string()), 1),
+    };
+    let attempt = received.attempts.saturating_add(1);
+    if let Some(preferred) = preferred_copy(shared, &received)
+        && preferred != received.routing_key
+    {
+        tracing::debug!(%preferred, "another major of this event is handled instead; skipping this copy");
+        return (Outcome::Handled, attempt);
+    }
+    let Some(route) = shared.routes.get(received.routing_key) else {
+        return (
+            Outcome::DeadLetter(no_route_reason(shared, received.routing_key)),
+            attempt,
+        );
+    };
+    let delivery = Delivery {
+        message: message.clone(),
+        version: received.version,
+        attempt,
+        redelivered,
+    };
+    let result = match route.handlers.as_slice() {
+        [only] => match only(&message.body, delivery) {
+            Ok(f) => guarded(f).await,
+            Err(reason) => return (Outcome::DeadLetter(reason), attempt),
+        },
+        handlers => {
+            let mut futures = Vec::with_capacity(handlers.len());
+            for handler in handlers {
+                match handler(&message.body, delivery.clone()) {
+                    Ok(f) => futures.push(guarded(f)),
+                    Err(reason) => return (Outcome::DeadLetter(reason), attempt),
+                }
+            }
+            combine(join_all(futures).await)
+        }
+    };
+    let outcome = match result {
+        Ok(()) => Outcome::Handled,
+        Err(e) if e.is_permanent() => Outcome::DeadLetter(format!("permanent error: {e}")),
+        Err(e) => Outcome::Retry(e.to_string()),
+    };
+    (outcome, attempt)
+}
+
+/// For an event published in several majors at once: the copy this service handles, the one
+/// with the highest major among those it has callbacks for.
+fn preferred_copy<'m>(shared: &Shared, received: &envelope::Received<'m>) -> Option<&'m str> {
+    envelope::copies(received.published_as?)
+        .filter(|key| shared.routes.contains_key(key))
+        .max_by_key(|key| crate::routing::major_from_key(key))
+}
+
+fn no_route_reason(shared: &Shared, key: &str) -> String {
+    let words: Vec<&str> = key.split('.').collect();
+    if let [exchange, _, event] = words.as_slice() {
+        let accepted: Vec<&str> = shared
+            .routes
+            .keys()
+            .copied()
+            .filter(|k| {
+                let w: Vec<&str> = k.split('.').collect();
+                w.len() == 3 && w[0] == *exchange && w[2] == *event
+            })
+            .collect();
+        if !accepted.is_empty() {
+            return format!(
+                "unsupported version: `{key}` has no callback in this service, which accepts {}",
+                accepted.join(", ")
+            );
+        }
+    }
+    format!("no callback for routing key `{key}`")
+}

@@ -1,0 +1,235 @@
+//! Unit tests of the consume loop with a transport that misbehaves on purpose: a cancel that
+//! never completes (a connection blocked by a memory alarm) and a dead-letter queue that
+//! refuses messages (negative confirms).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::bus::Bus;
+use crate::contract::{Event, EventContract, EventDef, Exchange};
+use crate::error::{ConsumeError, PublishError, TopologyError};
+use crate::message::Message;
+use crate::routing::BindingPattern;
+use crate::transport::{InMemoryBroker, Incoming, QueueSpec, Subscription, Transport};
+
+const PROBE: Exchange = Exchange::topic("probe");
+
+/// A test event, `probe.v1.ping`, not registered with the registry.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Probe {
+    id: u64,
+}
+
+const PING_CONTRACT: EventContract = EventContract::__new(
+    PROBE,
+    "ping",
+    "1.0.0",
+    1,
+    "probe.v1.ping",
+    "urn:event-manager:schema:probe.v1.ping",
+    "Probe",
+    "A test event.",
+    crate::__private::root_schema::<Probe>,
+);
+
+impl Event for Probe {
+    const EVENTS: &'static [EventContract] = &[PING_CONTRACT];
+}
+
+const PING: EventDef<Probe> = EventDef::__new(PING_CONTRACT);
+
+/// The in-memory broker, with faults.
+#[derive(Clone, Default)]
+struct Faulty {
+    broker: InMemoryBroker,
+    /// Whether a subscription's cancel never completes.
+    stuck_cancel: bool,
+    /// How many more publishes to a dead-letter queue get a negative confirm.
+    refuse_dead_letters: Arc<AtomicU32>,
+    /// How many deliveries subscriptions handed out.
+    delivered: Arc<AtomicUsize>,
+}
+
+struct FaultySubscription {
+    inner: Box<dyn Subscription>,
+    stuck_cancel: bool,
+    delivered: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Subscription for FaultySubscription {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+        let next = self.inner.poll_next(cx);
+        if let Poll::Ready(Some(_)) = &next {
+            self.delivered.fetch_add(1, Ordering::SeqCst);
+        }
+        next
+    }
+
+    async fn cancel(&mut self) {
+        if self.stuck_cancel {
+            std::future::pending::<()>().await;
+        }
+        self.inner.cancel().await;
+    }
+}
+
+#[async_trait]
+impl Transport for Faulty {
+    async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
+        self.broker.declare_exchange(name, durable).await
+    }
+    async fn declare_queue(&self, queue: &QueueSpec) -> Result<(), TopologyError> {
+        self.broker.declare_queue(queue).await
+    }
+    async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        pattern: &BindingPattern,
+    ) -> Result<(), TopologyError> {
+        self.broker.bind(queue, exchange, pattern).await
+    }
+    async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError> {
+        self.broker.delete_queue(queue).await
+    }
+    async fn delete_exchange(&self, exchange: &str) -> Result<(), TopologyError> {
+        self.broker.delete_exchange(exchange).await
+    }
+    async fn queue_len(&self, queue: &str) -> Result<u64, TopologyError> {
+        self.broker.queue_len(queue).await
+    }
+    async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        let to_dlq = message.exchange.is_empty() && message.routing_key.ends_with(".dlq");
+        let refuse = |n: u32| (n > 0).then(|| n - 1);
+        if to_dlq
+            && self
+                .refuse_dead_letters
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, refuse)
+                .is_ok()
+        {
+            return Err(PublishError::Nacked {
+                exchange: String::new(),
+                routing_key: message.routing_key.into_owned(),
+            });
+        }
+        self.broker.publish(message).await
+    }
+    async fn subscribe(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, ConsumeError> {
+        Ok(Box::new(FaultySubscription {
+            inner: self.broker.subscribe(queue, prefetch).await?,
+            stuck_cancel: self.stuck_cancel,
+            delivered: self.delivered.clone(),
+        }))
+    }
+    async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {
+        self.broker.get(queue).await
+    }
+    async fn close(&self) {}
+}
+
+/// Publishes a body that does not decode: it is to be dead-lettered at once.
+async fn publish_undecodable(bus: &Bus) {
+    let message = Message {
+        exchange: "probe".into(),
+        routing_key: "probe.v1.ping".into(),
+        body: Vec::from(&b"not json"[..]).into(),
+        properties: Default::default(),
+    };
+    bus.transport().publish(message).await.unwrap();
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_period_when_the_cancel_never_completes() {
+    let faulty = Faulty {
+        stuck_cancel: true,
+        ..Faulty::default()
+    };
+    let bus = Bus::with_transport(faulty.clone());
+    let mut service = bus.service("stuck");
+    service.shutdown_grace(Duration::from_millis(300));
+    let (started, mut callback_started) = tokio::sync::mpsc::unbounded_channel();
+    service.on(PING, move |_: Probe, _| {
+        let started = started.clone();
+        async move {
+            let _ = started.send(());
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, Infallible>(())
+        }
+    });
+    let running = service.start().await.unwrap();
+    bus.publish(PING, &Probe { id: 1 }).await.unwrap();
+    callback_started.recv().await.unwrap();
+
+    let began = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+        .await
+        .expect("shutdown hangs on a cancel that never completes")
+        .unwrap();
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(800), "shutdown took {took:?}");
+    // The unfinished message was handed back to the broker, not lost.
+    assert_eq!(faulty.broker.queue_len("stuck").await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_dead_letter_is_held_unacknowledged_until_the_broker_takes_it() {
+    let faulty = Faulty::default();
+    faulty.refuse_dead_letters.store(4, Ordering::SeqCst);
+    let bus = Bus::with_transport(faulty.clone());
+    let mut service = bus.service("held");
+    service.on(PING, |_: Probe, _| async { Ok::<_, Infallible>(()) });
+    let running = service.start().await.unwrap();
+    publish_undecodable(&bus).await;
+    let began = Instant::now();
+    wait_for("the dead letter", async || {
+        faulty.broker.queue_len("held.dlq").await.unwrap() == 1
+    })
+    .await;
+    // Four refusals, retried after 1 s, 2 s, 4 s and 8 s; never redelivered meanwhile.
+    assert!(began.elapsed() >= Duration::from_secs(15), "{:?}", began.elapsed());
+    assert_eq!(faulty.refuse_dead_letters.load(Ordering::SeqCst), 0);
+    assert_eq!(faulty.delivered.load(Ordering::SeqCst), 1);
+    assert_eq!(faulty.broker.queue_len("held").await.unwrap(), 0);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_message_goes_back_to_its_queue_when_the_service_stops() {
+    let faulty = Faulty::default();
+    faulty.refuse_dead_letters.store(u32::MAX, Ordering::SeqCst);
+    let bus = Bus::with_transport(faulty.clone());
+    let mut service = bus.service("held");
+    service.on(PING, |_: Probe, _| async { Ok::<_, Infallible>(()) });
+    let running = service.start().await.unwrap();
+    publish_undecodable(&bus).await;
+    // A minute of refusals: held all along, not requeued and redelivered in a loop.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let refused = u32::MAX - faulty.refuse_dead_letters.load(Ordering::SeqCst);
+    assert!((5..=8).contains(&refused), "refused {refused} times");
+    assert_eq!(faulty.delivered.load(Ordering::SeqCst), 1);
+
+    let began = Instant::now();
+    running.shutdown().await.unwrap();
+    assert!(began.elapsed() < Duration::from_secs(1));
+    assert_eq!(faulty.broker.queue_len("held").await.unwrap(), 1);
+    assert_eq!(faulty.broker.queue_len("held.dlq").await.unwrap(), 0);
+}

@@ -1,0 +1,197 @@
+//! Mapping between the crate's transport-neutral types and lapin's: properties, headers,
+//! queue arguments and broker refusals.
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+
+use crate::error::TopologyError;
+use crate::message::{HeaderValue, Headers, Properties};
+use crate::transport::{QueueKind, QueueSpec};
+
+/// An AMQP short string: at most 255 bytes, cut at a character boundary when longer.
+pub(super) fn short(s: &str) -> ShortString {
+    ShortString::try_new(s).unwrap_or_else(|_| {
+        let mut end = 255.min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        ShortString::from(&s[..end])
+    })
+}
+
+/// Deleting what does not exist is not an error.
+pub(super) fn already_gone_is_fine(
+    result: Result<(), TopologyError>,
+) -> Result<(), TopologyError> {
+    match result {
+        Err(TopologyError::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// Maps a lapin error of an operation on `entity` to a topology error.
+pub(super) fn topology_error(entity: String, error: &lapin::Error) -> TopologyError {
+    if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
+        let text = amqp.get_message().as_str().to_owned();
+        match amqp.get_id() {
+            406 => {
+                let argument = text
+                    .split_once("inequivalent arg '")
+                    .and_then(|(_, rest)| rest.split_once('\''))
+                    .map_or_else(|| "arguments".to_owned(), |(arg, _)| arg.to_owned());
+                return TopologyError::Mismatch {
+                    entity,
+                    argument,
+                    detail: text,
+                };
+            }
+            404 => return TopologyError::NotFound { entity },
+            _ => {
+                return TopologyError::Refused {
+                    entity,
+                    detail: text,
+                };
+            }
+        }
+    }
+    TopologyError::Connection {
+        entity,
+        detail: error.to_string(),
+    }
+}
+
+/// The exchange a channel-closing `404 NOT_FOUND - no exchange 'x' in vhost '/'` names.
+pub(super) fn missing_exchange(error: &lapin::Error) -> Option<String> {
+    let lapin::ErrorKind::ProtocolError(amqp) = error.kind() else {
+        return None;
+    };
+    if amqp.get_id() != 404 {
+        return None;
+    }
+    let text = amqp.get_message().as_str();
+    let (_, rest) = text.split_once("no exchange '")?;
+    let (name, _) = rest.split_once("' in vhost")?;
+    Some(name.to_owned())
+}
+
+pub(super) fn queue_arguments(spec: &QueueSpec) -> FieldTable {
+    let mut args = FieldTable::default();
+    if spec.kind == QueueKind::Quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    if let Some(ttl) = spec.message_ttl {
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        args.insert(
+            "x-message-ttl".into(),
+            i32::try_from(ms).map_or(AMQPValue::LongLongInt(ms), AMQPValue::LongInt),
+        );
+    }
+    if let Some(dl) = &spec.dead_letter {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dl.exchange.as_str().into()),
+        );
+        if let Some(key) = &dl.routing_key {
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(key.as_str().into()),
+            );
+        }
+        if dl.at_least_once && spec.kind == QueueKind::Quorum {
+            // RabbitMQ 3.10+: the message stays in this queue until the target confirmed it.
+            // It requires `reject-publish` overflow on the source queue.
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+        }
+    }
+    args
+}
+
+pub(super) fn to_amqp(properties: &Properties) -> BasicProperties {
+    let mut p = BasicProperties::default();
+    if let Some(v) = &properties.content_type {
+        p = p.with_content_type(short(v));
+    }
+    if let Some(v) = &properties.message_id {
+        p = p.with_message_id(short(v));
+    }
+    if let Some(v) = properties.timestamp {
+        p = p.with_timestamp(v);
+    }
+    if let Some(v) = &properties.kind {
+        p = p.with_type(short(v));
+    }
+    if let Some(v) = &properties.app_id {
+        p = p.with_app_id(short(v));
+    }
+    if let Some(v) = &properties.correlation_id {
+        p = p.with_correlation_id(short(v));
+    }
+    if properties.persistent {
+        p = p.with_delivery_mode(2);
+    }
+    if !properties.headers.is_empty() {
+        let mut table = FieldTable::default();
+        for (name, value) in properties.headers.iter() {
+            let value = match value {
+                HeaderValue::Str(s) => AMQPValue::LongString(s.as_ref().into()),
+                HeaderValue::Int(i) => AMQPValue::LongLongInt(*i),
+                HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
+            };
+            table.insert(short(name), value);
+        }
+        p = p.with_headers(table);
+    }
+    p
+}
+
+fn header_value(value: &AMQPValue) -> Option<HeaderValue> {
+    Some(match value {
+        AMQPValue::LongString(s) => {
+            HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned().into())
+        }
+        AMQPValue::ShortString(s) => HeaderValue::Str(s.as_str().to_owned().into()),
+        AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
+        AMQPValue::ShortShortInt(i) => HeaderValue::Int(i64::from(*i)),
+        AMQPValue::ShortShortUInt(i) => HeaderValue::Int(i64::from(*i)),
+        AMQPValue::ShortInt(i) => HeaderValue::Int(i64::from(*i)),
+        AMQPValue::ShortUInt(i) => HeaderValue::Int(i64::from(*i)),
+        AMQPValue::LongInt(i) => HeaderValue::Int(i64::from(*i)),
+        AMQPValue::LongUInt(i) => HeaderValue::Int(i64::from(*i)),
+        AMQPValue::LongLongInt(i) => HeaderValue::Int(*i),
+        AMQPValue::Timestamp(t) => HeaderValue::Int(i64::try_from(*t).ok()?),
+        // Arrays and tables (such as RabbitMQ's own `x-death`) are not part of the contract.
+        _ => return None,
+    })
+}
+
+pub(super) fn from_amqp(properties: &BasicProperties) -> Properties {
+    let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+    let mut headers = Headers::new();
+    if let Some(table) = properties.headers() {
+        for (name, value) in table.inner() {
+            if let Some(v) = header_value(value) {
+                headers.insert(crate::envelope::header_name(name.as_str()), v);
+            }
+        }
+    }
+    Properties {
+        content_type: text(properties.content_type()).map(Into::into),
+        message_id: text(properties.message_id()),
+        timestamp: *properties.timestamp(),
+        kind: text(properties.kind()).map(Into::into),
+        app_id: text(properties.app_id()).map(Into::into),
+        correlation_id: text(properties.correlation_id()),
+        persistent: *properties.delivery_mode() == Some(2),
+        headers,
+    }
+}

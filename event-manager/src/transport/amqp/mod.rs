@@ -1,0 +1,359 @@
+//! RabbitMQ through `lapin`: confirmed `mandatory` publishes, manual acks, recovery.
+//!
+//! One connection per transport, with lapin's automatic recovery: after a lost connection it
+//! reconnects with backoff and re-declares exchanges, queues, bindings, QoS, confirm mode and
+//! consumers. The parts:
+//!
+//! * [`connect`](self::connect): opening the connection, [`AmqpOptions`], the
+//!   [`ReconnectPolicy`] and the watchdog that fails everything once the connection is given
+//!   up (no zombie consumer, no publish waiting forever);
+//! * `publisher`: one task owning the confirm-mode channel; re-sends after recovery with the
+//!   same message id; `confirms` pairs each confirm with its own returned message;
+//! * `subscription`: deliveries and their settlement;
+//! * `convert`: properties, headers, queue arguments and broker refusals.
+
+mod confirms;
+pub(crate) mod connect;
+mod convert;
+mod publisher;
+mod subscription;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lapin::options::{
+    BasicConsumeOptions, BasicGetOptions, BasicQosOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::watch;
+
+pub use connect::{AmqpOptions, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy};
+pub(crate) use subscription::AmqpAcker;
+
+use super::{Incoming, QueueSpec, Subscription, TlsOptions, Transport};
+use crate::error::{ConnectError, ConsumeError, PublishError, TopologyError};
+use crate::message::Message;
+use crate::routing::BindingPattern;
+use connect::{Health, redact};
+use convert::{already_gone_is_fine, queue_arguments, short, topology_error};
+use publisher::{Publisher, open_publisher};
+use subscription::AmqpSubscription;
+
+/// A RabbitMQ connection, through `lapin` on tokio.
+pub struct AmqpTransport {
+    connection: Arc<Connection>,
+    publisher: Publisher,
+    topology: tokio::sync::Mutex<Channel>,
+    health: watch::Receiver<Health>,
+    closing: watch::Sender<Health>,
+    options: AmqpOptions,
+    url: String,
+}
+
+impl std::fmt::Debug for AmqpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTransport")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpTransport {
+    /// Connects to `url` (`amqp://user:pass@host:5672/vhost`; `amqps://...` with the `tls`
+    /// feature, refused without it) with the default [`AmqpOptions`]. Neither errors nor
+    /// logs ever show the password.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::connect_with(url, &AmqpOptions::default()).await
+    }
+
+    /// [`AmqpTransport::connect`] trusting, for `amqps://`, the extra CA certificates of
+    /// `tls` besides the platform's roots.
+    pub async fn connect_with_tls(url: &str, tls: &TlsOptions) -> Result<Self, ConnectError> {
+        Self::connect_with(url, &AmqpOptions::default().tls(tls.clone())).await
+    }
+
+    /// Connects to `url` with `options`: TLS, reconnection, confirm timeout.
+    pub async fn connect_with(url: &str, options: &AmqpOptions) -> Result<Self, ConnectError> {
+        let secure = url.starts_with("amqps://");
+        if secure && !cfg!(feature = "tls") {
+            return Err(ConnectError::TlsNotEnabled);
+        }
+        if !secure && options.tls.has_extra_roots() {
+            return Err(ConnectError::Tls {
+                reason: format!(
+                    "CA certificates were given but {} is not an amqps:// URL",
+                    redact(url)
+                ),
+            });
+        }
+        let redacted = redact(url);
+        let fail = |reason: String| ConnectError::Broker {
+            url: redacted.clone(),
+            reason,
+        };
+        let connection = Arc::new(connect::open(url, options).await?);
+        let publisher_channel = open_publisher(&connection)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let topology = connection
+            .create_channel()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (closing, health) = watch::channel(Health::Alive);
+        tokio::spawn(connect::watchdog(
+            Arc::downgrade(&connection),
+            options.reconnect.give_up(),
+            closing.clone(),
+        ));
+        let publisher = Publisher::start(
+            connection.clone(),
+            publisher_channel,
+            health.clone(),
+            options.confirm_timeout,
+            options.publish_window,
+        );
+        Ok(Self {
+            connection,
+            publisher,
+            topology: tokio::sync::Mutex::new(topology),
+            health,
+            closing,
+            options: options.clone(),
+            url: redacted,
+        })
+    }
+
+    /// The broker URL without password.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn check_alive(&self, entity: &str) -> Result<(), TopologyError> {
+        match self.health.borrow().failure() {
+            Some(detail) => Err(TopologyError::Connection {
+                entity: entity.to_owned(),
+                detail,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a topology operation on the topology channel (one at a time; the channel is
+    /// reopened when an earlier refusal closed it), within the confirm timeout, and names
+    /// `entity` in its error.
+    async fn topology<T, Fut>(
+        &self,
+        entity: String,
+        operation: impl FnOnce(Channel) -> Fut,
+    ) -> Result<T, TopologyError>
+    where
+        Fut: std::future::Future<Output = Result<T, lapin::Error>>,
+    {
+        self.check_alive(&entity)?;
+        let deadline = self.options.confirm_timeout;
+        let run = async {
+            let mut channel = self.topology.lock().await;
+            if !channel.status().connected() && !channel.status().reconnecting() {
+                *channel = self
+                    .connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| topology_error(entity.clone(), &e))?;
+            }
+            let channel = channel.clone();
+            operation(channel)
+                .await
+                .map_err(|e| topology_error(entity.clone(), &e))
+        };
+        match tokio::time::timeout(deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(TopologyError::Connection {
+                entity: entity.clone(),
+                detail: format!("no answer from the broker within {deadline:?}"),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for AmqpTransport {
+    async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
+        let options = ExchangeDeclareOptions {
+            durable,
+            ..Default::default()
+        };
+        self.topology(format!("exchange `{name}`"), |channel| async move {
+            channel
+                .exchange_declare(
+                    short(name),
+                    lapin::ExchangeKind::Topic,
+                    options,
+                    FieldTable::default(),
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), TopologyError> {
+        let options = QueueDeclareOptions {
+            durable: spec.durable,
+            ..Default::default()
+        };
+        self.topology(format!("queue `{}`", spec.name), |channel| async move {
+            channel
+                .queue_declare(short(&spec.name), options, queue_arguments(spec))
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        pattern: &BindingPattern,
+    ) -> Result<(), TopologyError> {
+        let entity =
+            format!("binding of queue `{queue}` to exchange `{exchange}` with `{pattern}`");
+        self.topology(entity, |channel| async move {
+            channel
+                .queue_bind(
+                    short(queue),
+                    short(exchange),
+                    short(pattern.as_str()),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+        })
+        .await
+    }
+
+    async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError> {
+        let deleted = self
+            .topology(format!("queue `{queue}`"), |channel| async move {
+                channel
+                    .queue_delete(short(queue), QueueDeleteOptions::default())
+                    .await
+                    .map(drop)
+            })
+            .await;
+        already_gone_is_fine(deleted)
+    }
+
+    async fn delete_exchange(&self, exchange: &str) -> Result<(), TopologyError> {
+        let deleted = self
+            .topology(format!("exchange `{exchange}`"), |channel| async move {
+                channel
+                    .exchange_delete(short(exchange), ExchangeDeleteOptions::default())
+                    .await
+            })
+            .await;
+        already_gone_is_fine(deleted)
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<u64, TopologyError> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        self.topology(format!("queue `{queue}`"), |channel| async move {
+            channel
+                .queue_declare(short(queue), passive, FieldTable::default())
+                .await
+                .map(|q| u64::from(q.message_count()))
+        })
+        .await
+    }
+
+    async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        self.publisher.publish(message).await
+    }
+
+    async fn subscribe(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Box<dyn Subscription>, ConsumeError> {
+        let entity = format!("queue `{queue}`");
+        self.check_alive(&entity)?;
+        let fail = |e: lapin::Error| ConsumeError::Connection {
+            queue: queue.to_owned(),
+            detail: e.to_string(),
+        };
+        let open = async {
+            let channel = self.connection.create_channel().await.map_err(fail)?;
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await
+                .map_err(fail)?;
+            let consumer = channel
+                .basic_consume(
+                    short(queue),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| match e.kind() {
+                    lapin::ErrorKind::ProtocolError(_) => {
+                        ConsumeError::Topology(topology_error(entity.clone(), &e))
+                    }
+                    _ => fail(e),
+                })?;
+            Ok::<_, ConsumeError>((channel, consumer))
+        };
+        let deadline = self.options.confirm_timeout;
+        let (channel, consumer) = tokio::time::timeout(deadline, open)
+            .await
+            .map_err(|_| ConsumeError::Connection {
+                queue: queue.to_owned(),
+                detail: format!("no answer from the broker within {deadline:?}"),
+            })??;
+        Ok(Box::new(AmqpSubscription::new(
+            channel,
+            consumer,
+            self.health.clone(),
+        )))
+    }
+
+    async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {
+        let got = self
+            .topology(format!("queue `{queue}`"), |channel| async move {
+                channel
+                    .basic_get(short(queue), BasicGetOptions::default())
+                    .await
+            })
+            .await?;
+        Ok(got.map(|m| subscription::incoming(m.delivery)))
+    }
+
+    async fn close(&self) {
+        let _ = self.closing.send(Health::Closed);
+        let close = self.connection.close(200, "OK".into());
+        match tokio::time::timeout(self.options.confirm_timeout, close).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "closing the connection failed"),
+            Err(_) => tracing::warn!("closing the connection got no answer in time"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
+        assert_eq!(redact("guest:secret@host"), "<unparsable broker URL>");
+    }
+}

@@ -1,0 +1,386 @@
+//! The publisher: one confirm-mode channel, owned by one task.
+//!
+//! Callers hand their message to the task and await its answer. The task publishes with
+//! `mandatory`, keeps up to the window of confirms in flight ([`Confirms`] pairs each with
+//! its own returned message), and keeps every message until its fate is known:
+//!
+//! * confirmed and routed → `Ok`; came back → [`PublishError::Unroutable`]; negative
+//!   confirm → [`PublishError::Nacked`];
+//! * the channel or connection broke first → kept, and re-sent with the same message id once
+//!   the channel has recovered (at-least-once);
+//! * the broker closed the channel because the message's exchange does not exist → only that
+//!   message fails ([`TopologyError::NotFound`]); the others are re-sent on a new channel;
+//! * no answer by the confirm deadline → [`PublishError::Timeout`]; once the connection is
+//!   given up → [`PublishError::Connection`]. Never an unbounded wait.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Connection};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::confirms::{Confirms, Decision};
+use super::connect::Health;
+use super::convert::{missing_exchange, short, to_amqp};
+use crate::error::{PublishError, TopologyError};
+use crate::message::Message;
+
+/// How many times one message is sent at most (the first send and re-sends after failures).
+const MAX_SENDS: u32 = 20;
+/// How often a broken channel is checked while the connection comes back.
+const REOPEN_POLL: Duration = Duration::from_millis(100);
+
+type Reply = oneshot::Sender<Result<(), PublishError>>;
+
+/// A message on its way, with who waits for it.
+struct Pending {
+    message: Message,
+    reply: Reply,
+    deadline: Instant,
+    sends: u32,
+}
+
+impl Pending {
+    fn answer(self, result: Result<(), PublishError>) {
+        // The caller may have given up waiting; nobody is left to tell.
+        let _ = self.reply.send(result);
+    }
+
+    fn error(&self, detail: String) -> PublishError {
+        PublishError::Connection {
+            exchange: self.message.exchange.to_string(),
+            routing_key: self.message.routing_key.to_string(),
+            detail,
+        }
+    }
+
+    fn timeout(&self, after: Duration) -> PublishError {
+        PublishError::Timeout {
+            exchange: self.message.exchange.to_string(),
+            routing_key: self.message.routing_key.to_string(),
+            after,
+        }
+    }
+}
+
+/// The handle callers publish through.
+pub(super) struct Publisher {
+    requests: mpsc::Sender<Pending>,
+    confirm_timeout: Duration,
+}
+
+impl Publisher {
+    /// Starts the publishing task on `channel` (confirm mode already selected).
+    pub(super) fn start(
+        connection: Arc<Connection>,
+        channel: Channel,
+        health: watch::Receiver<Health>,
+        confirm_timeout: Duration,
+        window: usize,
+    ) -> Self {
+        let (requests, receiver) = mpsc::channel(window);
+        let task = Task {
+            connection,
+            channel,
+            confirms: Confirms::new(),
+            resend: VecDeque::new(),
+            recovering: None,
+            health,
+            window,
+            confirm_timeout,
+        };
+        tokio::spawn(task.run(receiver));
+        Self {
+            requests,
+            confirm_timeout,
+        }
+    }
+
+    /// Publishes `message` and returns once the broker confirmed it, or with the reason it
+    /// did not, within the confirm timeout.
+    pub(super) async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        let deadline = Instant::now() + self.confirm_timeout;
+        let (reply, answer) = oneshot::channel();
+        let exchange = message.exchange.clone();
+        let routing_key = message.routing_key.clone();
+        let timeout = || PublishError::Timeout {
+            exchange: exchange.to_string(),
+            routing_key: routing_key.to_string(),
+            after: self.confirm_timeout,
+        };
+        let stopped = || PublishError::Connection {
+            exchange: exchange.to_string(),
+            routing_key: routing_key.to_string(),
+            detail: "the publisher has stopped (connection closed)".to_owned(),
+        };
+        let pending = Pending {
+            message,
+            reply,
+            deadline,
+            sends: 0,
+        };
+        match tokio::time::timeout_at(deadline, self.requests.send(pending)).await {
+            Err(_) => return Err(timeout()),
+            Ok(Err(_)) => return Err(stopped()),
+            Ok(Ok(())) => {}
+        }
+        // The task answers by the deadline; the margin covers a task busy elsewhere.
+        match tokio::time::timeout_at(deadline + Duration::from_secs(1), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(stopped()),
+            Err(_) => Err(timeout()),
+        }
+    }
+}
+
+/// What woke the task.
+enum Event {
+    HealthChanged,
+    Decided(Vec<(Pending, Decision)>),
+    Recovered(Result<Option<Channel>, String>),
+    Request(Option<Pending>),
+    Deadline,
+}
+
+struct Task {
+    connection: Arc<Connection>,
+    channel: Channel,
+    confirms: Confirms<Pending>,
+    /// Messages a failure interrupted, to send again once the channel works.
+    resend: VecDeque<Pending>,
+    /// Waiting for the channel to recover; resolves to a new channel if one was opened.
+    recovering: Option<BoxFuture<'static, Result<Option<Channel>, String>>>,
+    health: watch::Receiver<Health>,
+    window: usize,
+    confirm_timeout: Duration,
+}
+
+impl Task {
+    async fn run(mut self, mut requests: mpsc::Receiver<Pending>) {
+        loop {
+            let failure = self.health.borrow().failure();
+            if let Some(reason) = failure {
+                self.fail_everything(&reason, &mut requests);
+                return;
+            }
+            self.send_again().await;
+            let event = self.next_event(&mut requests).await;
+            match event {
+                Event::HealthChanged => {}
+                Event::Decided(decided) => {
+                    for (pending, decision) in decided {
+                        self.settle(pending, decision);
+                    }
+                }
+                Event::Recovered(Ok(channel)) => {
+                    if let Some(channel) = channel {
+                        self.channel = channel;
+                    }
+                    tracing::info!(resend = self.resend.len(), "publisher channel recovered");
+                }
+                Event::Recovered(Err(reason)) => {
+                    tracing::error!(%reason, "the publisher channel cannot recover");
+                    self.fail_everything(&reason, &mut requests);
+                    return;
+                }
+                Event::Request(Some(pending)) => self.send(pending).await,
+                Event::Request(None) => return,
+                Event::Deadline => self.expire(),
+            }
+        }
+    }
+
+    async fn next_event(&mut self, requests: &mut mpsc::Receiver<Pending>) -> Event {
+        let can_take = self.recovering.is_none()
+            && self.resend.is_empty()
+            && self.confirms.len() < self.window;
+        let deadline = self.next_deadline();
+        let Self {
+            confirms,
+            recovering,
+            health,
+            ..
+        } = self;
+        tokio::select! {
+            biased;
+            changed = health.changed() => match changed {
+                Ok(()) => Event::HealthChanged,
+                // The transport is gone: nothing will publish through it again.
+                Err(_) => Event::Request(None),
+            },
+            decided = std::future::poll_fn(|cx| confirms.poll_decided(cx, |p| &p.message)) => {
+                Event::Decided(decided)
+            }
+            result = async {
+                match recovering.as_mut() {
+                    Some(recovery) => recovery.await,
+                    None => std::future::pending().await,
+                }
+            }, if recovering.is_some() => {
+                *recovering = None;
+                Event::Recovered(result)
+            }
+            request = requests.recv(), if can_take => Event::Request(request),
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                Event::Deadline
+            }
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let waiting = self.resend.iter().map(|p| p.deadline).min();
+        match (self.confirms.next_deadline(), waiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends what a failure interrupted, once the channel is usable again.
+    async fn send_again(&mut self) {
+        while self.recovering.is_none() && self.confirms.len() < self.window {
+            let Some(pending) = self.resend.pop_front() else {
+                return;
+            };
+            self.send(pending).await;
+        }
+    }
+
+    async fn send(&mut self, mut pending: Pending) {
+        if Instant::now() >= pending.deadline {
+            let error = pending.timeout(self.confirm_timeout);
+            pending.answer(Err(error));
+            return;
+        }
+        pending.sends += 1;
+        let message = &pending.message;
+        let publish = self.channel.basic_publish(
+            short(&message.exchange),
+            short(&message.routing_key),
+            BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+            &message.body,
+            to_amqp(&message.properties),
+        );
+        // A blocked connection (memory or disk alarm) sends nothing: bound the wait.
+        match tokio::time::timeout_at(pending.deadline, publish).await {
+            Ok(Ok(confirm)) => {
+                let deadline = pending.deadline;
+                self.confirms.insert(pending, deadline, confirm);
+            }
+            Ok(Err(error)) => self.interrupted(pending, error),
+            Err(_) => {
+                let error = pending.timeout(self.confirm_timeout);
+                pending.answer(Err(error));
+            }
+        }
+    }
+
+    fn settle(&mut self, pending: Pending, decision: Decision) {
+        let message = &pending.message;
+        let result = match decision {
+            Decision::Routed => Ok(()),
+            Decision::Unroutable => Err(PublishError::Unroutable {
+                exchange: message.exchange.to_string(),
+                routing_key: message.routing_key.to_string(),
+            }),
+            Decision::Nacked => Err(PublishError::Nacked {
+                exchange: message.exchange.to_string(),
+                routing_key: message.routing_key.to_string(),
+            }),
+            Decision::Failed(error) => return self.interrupted(pending, error),
+        };
+        pending.answer(result);
+    }
+
+    /// A send or confirm failed with `error`: fail the message if it caused it, or keep it
+    /// for a re-send once the channel has recovered.
+    fn interrupted(&mut self, pending: Pending, error: lapin::Error) {
+        if missing_exchange(&error).as_deref() == Some(pending.message.exchange.as_ref()) {
+            let missing = TopologyError::NotFound {
+                entity: format!("exchange `{}`", pending.message.exchange),
+            };
+            pending.answer(Err(PublishError::Topology(missing)));
+        } else if pending.sends >= MAX_SENDS {
+            let detail = format!("gave up after {MAX_SENDS} sends: {error}");
+            let failure = pending.error(detail);
+            pending.answer(Err(failure));
+        } else {
+            tracing::debug!(%error, sends = pending.sends, "publish interrupted; will re-send");
+            self.resend.push_back(pending);
+        }
+        self.start_recovery(error);
+    }
+
+    fn start_recovery(&mut self, error: lapin::Error) {
+        if self.recovering.is_some() {
+            return;
+        }
+        tracing::warn!(%error, "publisher channel interrupted; waiting for it to recover");
+        let channel = self.channel.clone();
+        let connection = self.connection.clone();
+        self.recovering = Some(Box::pin(async move {
+            if channel.wait_for_recovery(error).await.is_ok() && channel.status().connected() {
+                return Ok(None);
+            }
+            // Closed by the broker (a channel error) or beyond lapin's recovery: open a new
+            // channel once the connection is up. The watchdog decides when to give up.
+            loop {
+                let status = connection.status();
+                if status.closed() || status.errored() {
+                    return Err("the broker connection is closed".to_owned());
+                }
+                if status.connected() {
+                    match open_publisher(&connection).await {
+                        Ok(channel) => return Ok(Some(channel)),
+                        Err(e) => tracing::warn!(error = %e, "reopening the publisher channel failed"),
+                    }
+                }
+                tokio::time::sleep(REOPEN_POLL).await;
+            }
+        }));
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        for pending in self.confirms.expire(now) {
+            let error = pending.timeout(self.confirm_timeout);
+            pending.answer(Err(error));
+        }
+        let (late, waiting): (Vec<_>, Vec<_>) =
+            self.resend.drain(..).partition(|p| p.deadline <= now);
+        self.resend = waiting.into();
+        for pending in late {
+            let error = pending.timeout(self.confirm_timeout);
+            pending.answer(Err(error));
+        }
+    }
+
+    fn fail_everything(&mut self, reason: &str, requests: &mut mpsc::Receiver<Pending>) {
+        requests.close();
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let mut all: Vec<Pending> = self.confirms.expire(far);
+        all.extend(self.resend.drain(..));
+        while let Ok(pending) = requests.try_recv() {
+            all.push(pending);
+        }
+        for pending in all {
+            let error = pending.error(reason.to_owned());
+            pending.answer(Err(error));
+        }
+    }
+}
+
+/// Opens a channel in confirm mode.
+pub(super) async fn open_publisher(connection: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}

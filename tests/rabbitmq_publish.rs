@@ -1,0 +1,67 @@
+//! Publishing on a real RabbitMQ under load: every publish is told its own fate.
+
+mod common;
+
+use std::convert::Infallible;
+
+use event_manager::PublishError;
+use event_manager_examples::{ORDER, Order};
+use futures_util::{StreamExt, stream};
+
+use common::Env;
+
+/// 20 000 confirmed publishes with 1 000 in flight, every seventh to an event no queue is
+/// bound to. A `basic.return` carries no delivery tag, so a library that trusts lapin's
+/// pairing reports some routable publishes unroutable and drops some unroutable ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unroutable_publishes_are_each_reported_for_themselves() {
+    let env = Env::rabbitmq().await;
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, "order.v1.submit").unwrap();
+    billing.on(Order::SUBMIT, |_: Order, _| async { Ok::<_, Infallible>(()) });
+    billing.declare().await.unwrap();
+    let queue = env.bus.queue_name(billing.queue());
+
+    let total = 20_000u64;
+    let outcomes: Vec<(bool, Result<(), PublishError>)> = stream::iter(0..total)
+        .map(|id| {
+            let bus = &env.bus;
+            async move {
+                let order = Order::sample(id);
+                let unroutable = id % 7 == 0;
+                let result = if unroutable {
+                    order.chargeback(bus).await.map(drop)
+                } else {
+                    order.submit(bus).await.map(drop)
+                };
+                (unroutable, result)
+            }
+        })
+        .buffer_unordered(1000)
+        .collect()
+        .await;
+
+    let mut routable_failed = 0;
+    let mut unroutable_ok = 0;
+    let mut other_errors = Vec::new();
+    let mut routed = 0u64;
+    for (unroutable, result) in outcomes {
+        match (unroutable, result) {
+            (false, Ok(())) => routed += 1,
+            (true, Err(PublishError::Unroutable { .. })) => {}
+            (false, Err(PublishError::Unroutable { .. })) => routable_failed += 1,
+            (true, Ok(())) => unroutable_ok += 1,
+            (_, Err(e)) => other_errors.push(e.to_string()),
+        }
+    }
+    let in_queue = env.transport().queue_len(&queue).await.unwrap();
+    env.cleanup().await;
+    assert!(other_errors.is_empty(), "unexpected errors: {other_errors:?}");
+    assert_eq!(
+        (routable_failed, unroutable_ok),
+        (0, 0),
+        "misreported: routable reported unroutable, unroutable reported confirmed"
+    );
+    assert_eq!(routed, total - total.div_ceil(7));
+    assert_eq!(in_queue, routed, "every routable publish reached the queue");
+}
