@@ -487,6 +487,7 @@ fn header_json(delivery: &Delivery) -> Value {
             HeaderValue::Str(s) => Value::String(s.to_string()),
             HeaderValue::Int(i) => json!(i),
             HeaderValue::Bool(b) => Value::Bool(*b),
+            other => Value::String(other.to_string()),
         };
         map.insert(name.to_owned(), value);
     }

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::contract::EventContract;
 use crate::error::PublishError;
-use crate::message::{Bytes, Headers, Message, Properties};
+use crate::message::{Bytes, HeaderValue, Headers, Message, Properties};
 use crate::routing::major_from_key;
 
 /// The content type of every event body.
@@ -50,6 +50,10 @@ pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
 pub const FAILED_AT_HEADER: &str = "x-failed-at";
 /// Header with the service (queue) that dead-lettered a message.
 pub const SERVICE_HEADER: &str = "x-dead-letter-queue";
+/// Header of a dead letter or retry with the per-message TTL (`expiration` property) the
+/// original carried: a dead letter must not expire in its queue, so the property is moved
+/// here, and put back on replay.
+pub const ORIGINAL_EXPIRATION_HEADER: &str = "x-original-expiration";
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Header of an event published in several major versions at once (a migration): the
@@ -127,8 +131,9 @@ fn rfc3339_seconds(secs: u64) -> String {
 }
 
 /// Every header name of the wire contract.
-const HEADER_NAMES: [&str; 15] = [
+const HEADER_NAMES: [&str; 16] = [
     VERSION_HEADER,
+    ORIGINAL_EXPIRATION_HEADER,
     ATTEMPTS_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
@@ -271,6 +276,7 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
             correlation_id: origin.correlation_id.map(str::to_owned),
             persistent: true,
             headers,
+            ..Properties::default()
         },
     })
 }
@@ -461,6 +467,11 @@ fn readdressed(message: &Message, queue: &str, attempts: u32) -> Message {
     headers.insert(ATTEMPTS_HEADER, i64::from(attempts));
     // RabbitMQ's own dead-lettering history is not part of our contract.
     headers.remove("x-death");
+    if let Some(expiration) = copy.properties.expiration.take() {
+        copy.properties
+            .headers
+            .insert(ORIGINAL_EXPIRATION_HEADER, expiration);
+    }
     copy.exchange = Cow::Borrowed("");
     copy.routing_key = Cow::Owned(queue.to_owned());
     copy
@@ -494,13 +505,15 @@ pub(crate) fn to_replay(dead_letter: &Message, service_queue: &str) -> Message {
     headers.remove(DEAD_LETTER_REASON_HEADER);
     headers.remove(FAILED_AT_HEADER);
     headers.remove(SERVICE_HEADER);
+    if let Some(HeaderValue::Str(expiration)) = headers.remove(ORIGINAL_EXPIRATION_HEADER) {
+        copy.properties.expiration = Some(expiration.into_owned());
+    }
     copy
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::HeaderValue;
 
     fn bare(key: &str) -> Message {
         Message {
@@ -584,6 +597,51 @@ mod tests {
         }
         m.properties.headers.insert(ATTEMPTS_HEADER, i64::MAX);
         assert_eq!(read(&m).unwrap().attempts, u32::MAX);
+    }
+
+    #[test]
+    fn dead_letters_keep_every_header_and_property() {
+        let mut m = bare("order.v1.submit");
+        let p = &mut m.properties;
+        p.reply_to = Some("replies".into());
+        p.content_encoding = Some("utf-8".into());
+        p.priority = Some(5);
+        p.expiration = Some("60000".into());
+        p.headers.insert("weight", HeaderValue::Float(2.5));
+        p.headers
+            .insert("blob", HeaderValue::Bytes(vec![1u8, 2].into()));
+        p.headers.insert(
+            "tags",
+            HeaderValue::Array(vec![HeaderValue::Str("a".into())]),
+        );
+        p.headers.insert(
+            "meta",
+            HeaderValue::Table(vec![("k".to_owned(), HeaderValue::Int(1))]),
+        );
+        let dead = to_dead_letter(&m, "billing.dlq", "billing", 3, "boom");
+        let d = &dead.properties;
+        assert_eq!(d.reply_to.as_deref(), Some("replies"));
+        assert_eq!(d.content_encoding.as_deref(), Some("utf-8"));
+        assert_eq!(d.priority, Some(5));
+        // A dead letter must not expire in its queue: the TTL moves to a header.
+        assert_eq!(d.expiration, None);
+        assert_eq!(d.headers.get_str(ORIGINAL_EXPIRATION_HEADER), Some("60000"));
+        for name in ["weight", "blob", "tags", "meta"] {
+            assert_eq!(
+                d.headers.get(name),
+                m.properties.headers.get(name),
+                "{name}"
+            );
+        }
+        let replay = to_replay(&dead, "billing");
+        assert_eq!(replay.properties.expiration.as_deref(), Some("60000"));
+        assert!(
+            replay
+                .properties
+                .headers
+                .get(ORIGINAL_EXPIRATION_HEADER)
+                .is_none()
+        );
     }
 
     #[test]

@@ -43,12 +43,22 @@ pub struct Properties {
     pub correlation_id: Option<String>,
     /// `delivery_mode = 2` when true.
     pub persistent: bool,
+    /// `content_encoding`, e.g. `utf-8` (set by Celery and some other publishers).
+    pub content_encoding: Option<String>,
+    /// `priority`, 0 to 9, for priority queues.
+    pub priority: Option<u8>,
+    /// `expiration`: a per-message TTL in milliseconds, as text.
+    pub expiration: Option<String>,
+    /// `reply_to`: where the publisher expects an answer.
+    pub reply_to: Option<String>,
     /// Application headers.
     pub headers: Headers,
 }
 
-/// A header value. AMQP field tables carry more types; transports map the others to text.
+/// A header value: every type an AMQP 0-9-1 field table can carry. Integers of every width
+/// are read as [`HeaderValue::Int`] and written as 64-bit integers.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum HeaderValue {
     /// A string (AMQP long string); static text is not copied.
     Str(Cow<'static, str>),
@@ -56,6 +66,25 @@ pub enum HeaderValue {
     Int(i64),
     /// A boolean.
     Bool(bool),
+    /// A floating-point number (AMQP float or double).
+    Float(f64),
+    /// A decimal: `value / 10^scale`.
+    Decimal {
+        /// The number of decimal places.
+        scale: u8,
+        /// The unscaled value.
+        value: u32,
+    },
+    /// A timestamp, seconds since the Unix epoch.
+    Timestamp(u64),
+    /// Raw bytes (AMQP byte array).
+    Bytes(Bytes),
+    /// An array of values.
+    Array(Vec<HeaderValue>),
+    /// A nested table, in order (e.g. RabbitMQ's `x-death` entries).
+    Table(Vec<(String, HeaderValue)>),
+    /// No value (AMQP void).
+    Void,
 }
 
 impl HeaderValue {
@@ -72,7 +101,8 @@ impl HeaderValue {
         match self {
             Self::Int(i) => Some(*i),
             Self::Str(s) => s.parse().ok(),
-            Self::Bool(_) => None,
+            Self::Timestamp(t) => i64::try_from(*t).ok(),
+            _ => None,
         }
     }
 }
@@ -83,6 +113,34 @@ impl fmt::Display for HeaderValue {
             Self::Str(s) => f.write_str(s),
             Self::Int(i) => write!(f, "{i}"),
             Self::Bool(b) => write!(f, "{b}"),
+            Self::Float(x) => write!(f, "{x}"),
+            Self::Decimal { scale, value } => {
+                let divisor = 10f64.powi(i32::from(*scale));
+                write!(f, "{}", f64::from(*value) / divisor)
+            }
+            Self::Timestamp(t) => write!(f, "{t}"),
+            Self::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+            Self::Array(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Self::Table(entries) => {
+                f.write_str("{")?;
+                for (i, (name, value)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{name}: {value}")?;
+                }
+                f.write_str("}")
+            }
+            Self::Void => f.write_str("void"),
         }
     }
 }

@@ -11,8 +11,8 @@
 //! carrying its return (if any) was resolved, and woken, before; the next sweep has seen it.
 //! A confirm is therefore decided one full sweep after it was seen resolved.
 
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +21,8 @@ use std::task::{Context, Poll};
 
 use futures_util::task::{ArcWake, AtomicWaker, waker_ref};
 use lapin::Confirmation;
-use lapin::message::BasicReturnMessage;
 use lapin::PublisherConfirm;
+use lapin::message::BasicReturnMessage;
 use tokio::time::Instant;
 
 use crate::message::Message;
@@ -41,7 +41,10 @@ fn identity_of(message: &Message) -> Identity {
 fn identity_of_return(returned: &BasicReturnMessage) -> Identity {
     let d = &returned.delivery;
     (
-        d.properties.message_id().as_ref().map(|s| s.as_str().to_owned()),
+        d.properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str().to_owned()),
         d.exchange.as_str().to_owned(),
         d.routing_key.as_str().to_owned(),
     )
@@ -216,13 +219,8 @@ impl<T> Confirms<T> {
 
     /// Polls every woken confirm once, recording those resolved and the returns they carry.
     fn sweep_once(&mut self) {
-        let batch = std::mem::take(
-            &mut *self
-                .woken
-                .indices
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let batch =
+            std::mem::take(&mut *self.woken.indices.lock().unwrap_or_else(|p| p.into_inner()));
         for index in batch {
             let waker = &self.wakers[index];
             waker.queued.store(false, Ordering::Release);

@@ -2,7 +2,7 @@
 //! queue arguments and broker refusals.
 
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, DecimalValue, FieldTable, ShortString};
 
 use crate::error::TopologyError;
 use crate::message::{HeaderValue, Headers, Properties};
@@ -20,9 +20,7 @@ pub(super) fn short(s: &str) -> ShortString {
 }
 
 /// Deleting what does not exist is not an error.
-pub(super) fn already_gone_is_fine(
-    result: Result<(), TopologyError>,
-) -> Result<(), TopologyError> {
+pub(super) fn already_gone_is_fine(result: Result<(), TopologyError>) -> Result<(), TopologyError> {
     match result {
         Err(TopologyError::NotFound { .. }) => Ok(()),
         other => other,
@@ -118,23 +116,36 @@ pub(super) fn queue_arguments(spec: &QueueSpec) -> FieldTable {
 
 pub(super) fn to_amqp(properties: &Properties) -> BasicProperties {
     let mut p = BasicProperties::default();
+    let text = |v: &str| short(v);
     if let Some(v) = &properties.content_type {
-        p = p.with_content_type(short(v));
+        p = p.with_content_type(text(v));
+    }
+    if let Some(v) = &properties.content_encoding {
+        p = p.with_content_encoding(text(v));
     }
     if let Some(v) = &properties.message_id {
-        p = p.with_message_id(short(v));
+        p = p.with_message_id(text(v));
     }
     if let Some(v) = properties.timestamp {
         p = p.with_timestamp(v);
     }
     if let Some(v) = &properties.kind {
-        p = p.with_type(short(v));
+        p = p.with_type(text(v));
     }
     if let Some(v) = &properties.app_id {
-        p = p.with_app_id(short(v));
+        p = p.with_app_id(text(v));
     }
     if let Some(v) = &properties.correlation_id {
-        p = p.with_correlation_id(short(v));
+        p = p.with_correlation_id(text(v));
+    }
+    if let Some(v) = &properties.reply_to {
+        p = p.with_reply_to(text(v));
+    }
+    if let Some(v) = &properties.expiration {
+        p = p.with_expiration(text(v));
+    }
+    if let Some(v) = properties.priority {
+        p = p.with_priority(v);
     }
     if properties.persistent {
         p = p.with_delivery_mode(2);
@@ -142,20 +153,44 @@ pub(super) fn to_amqp(properties: &Properties) -> BasicProperties {
     if !properties.headers.is_empty() {
         let mut table = FieldTable::default();
         for (name, value) in properties.headers.iter() {
-            let value = match value {
-                HeaderValue::Str(s) => AMQPValue::LongString(s.as_ref().into()),
-                HeaderValue::Int(i) => AMQPValue::LongLongInt(*i),
-                HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
-            };
-            table.insert(short(name), value);
+            table.insert(short(name), amqp_value(value));
         }
         p = p.with_headers(table);
     }
     p
 }
 
-fn header_value(value: &AMQPValue) -> Option<HeaderValue> {
-    Some(match value {
+/// A header value as AMQP writes it.
+fn amqp_value(value: &HeaderValue) -> AMQPValue {
+    match value {
+        HeaderValue::Str(s) => AMQPValue::LongString(s.as_ref().into()),
+        HeaderValue::Int(i) => AMQPValue::LongLongInt(*i),
+        HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
+        HeaderValue::Float(x) => AMQPValue::Double(*x),
+        HeaderValue::Decimal { scale, value } => AMQPValue::DecimalValue(DecimalValue {
+            scale: *scale,
+            value: *value,
+        }),
+        HeaderValue::Timestamp(t) => AMQPValue::Timestamp(*t),
+        HeaderValue::Bytes(b) => AMQPValue::ByteArray(b.to_vec().into()),
+        HeaderValue::Array(items) => {
+            AMQPValue::FieldArray(items.iter().map(amqp_value).collect::<Vec<_>>().into())
+        }
+        HeaderValue::Table(entries) => {
+            let mut table = FieldTable::default();
+            for (name, value) in entries {
+                table.insert(short(name), amqp_value(value));
+            }
+            AMQPValue::FieldTable(table)
+        }
+        // `Void` and whatever a later version adds.
+        _ => AMQPValue::Void,
+    }
+}
+
+/// An AMQP value as a header value; nothing is dropped.
+fn header_value(value: &AMQPValue) -> HeaderValue {
+    match value {
         AMQPValue::LongString(s) => {
             HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned().into())
         }
@@ -168,10 +203,26 @@ fn header_value(value: &AMQPValue) -> Option<HeaderValue> {
         AMQPValue::LongInt(i) => HeaderValue::Int(i64::from(*i)),
         AMQPValue::LongUInt(i) => HeaderValue::Int(i64::from(*i)),
         AMQPValue::LongLongInt(i) => HeaderValue::Int(*i),
-        AMQPValue::Timestamp(t) => HeaderValue::Int(i64::try_from(*t).ok()?),
-        // Arrays and tables (such as RabbitMQ's own `x-death`) are not part of the contract.
-        _ => return None,
-    })
+        AMQPValue::Float(x) => HeaderValue::Float(f64::from(*x)),
+        AMQPValue::Double(x) => HeaderValue::Float(*x),
+        AMQPValue::DecimalValue(d) => HeaderValue::Decimal {
+            scale: d.scale,
+            value: d.value,
+        },
+        AMQPValue::Timestamp(t) => HeaderValue::Timestamp(*t),
+        AMQPValue::ByteArray(b) => HeaderValue::Bytes(b.as_slice().to_vec().into()),
+        AMQPValue::FieldArray(items) => {
+            HeaderValue::Array(items.as_slice().iter().map(header_value).collect())
+        }
+        AMQPValue::FieldTable(table) => HeaderValue::Table(
+            table
+                .inner()
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), header_value(value)))
+                .collect(),
+        ),
+        AMQPValue::Void => HeaderValue::Void,
+    }
 }
 
 pub(super) fn from_amqp(properties: &BasicProperties) -> Properties {
@@ -179,19 +230,98 @@ pub(super) fn from_amqp(properties: &BasicProperties) -> Properties {
     let mut headers = Headers::new();
     if let Some(table) = properties.headers() {
         for (name, value) in table.inner() {
-            if let Some(v) = header_value(value) {
-                headers.insert(crate::envelope::header_name(name.as_str()), v);
-            }
+            headers.insert(
+                crate::envelope::header_name(name.as_str()),
+                header_value(value),
+            );
         }
     }
     Properties {
         content_type: text(properties.content_type()).map(Into::into),
+        content_encoding: text(properties.content_encoding()),
         message_id: text(properties.message_id()),
         timestamp: *properties.timestamp(),
         kind: text(properties.kind()).map(Into::into),
         app_id: text(properties.app_id()).map(Into::into),
         correlation_id: text(properties.correlation_id()),
+        reply_to: text(properties.reply_to()),
+        expiration: text(properties.expiration()),
+        priority: *properties.priority(),
         persistent: *properties.delivery_mode() == Some(2),
         headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_header_type_and_property_survives_a_round_trip() {
+        let mut headers = Headers::new();
+        headers.insert("s", "text");
+        headers.insert("i", 42i64);
+        headers.insert("b", true);
+        headers.insert("f", HeaderValue::Float(1.5));
+        headers.insert(
+            "d",
+            HeaderValue::Decimal {
+                scale: 2,
+                value: 1999,
+            },
+        );
+        headers.insert("t", HeaderValue::Timestamp(1_700_000_000));
+        headers.insert("bytes", HeaderValue::Bytes(vec![0u8, 255, 7].into()));
+        headers.insert(
+            "a",
+            HeaderValue::Array(vec![HeaderValue::Int(1), HeaderValue::Str("x".into())]),
+        );
+        headers.insert(
+            "x-death",
+            HeaderValue::Table(vec![
+                ("count".to_owned(), HeaderValue::Int(1)),
+                ("queue".to_owned(), HeaderValue::Str("q".into())),
+            ]),
+        );
+        headers.insert("v", HeaderValue::Void);
+        let properties = Properties {
+            content_type: Some("application/json".into()),
+            content_encoding: Some("utf-8".into()),
+            message_id: Some("m-1".into()),
+            timestamp: Some(1_700_000_000),
+            kind: Some("order.v1.submit".into()),
+            app_id: Some("order".into()),
+            correlation_id: Some("c-1".into()),
+            reply_to: Some("replies".into()),
+            expiration: Some("60000".into()),
+            priority: Some(7),
+            persistent: true,
+            headers,
+        };
+        let back = from_amqp(&to_amqp(&properties));
+        // Tables come back sorted by name, as AMQP field tables are.
+        let mut want: Vec<_> = properties
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.clone()))
+            .collect();
+        let mut got: Vec<_> = back
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.clone()))
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want);
+        assert_eq!(
+            Properties {
+                headers: Headers::new(),
+                ..back
+            },
+            Properties {
+                headers: Headers::new(),
+                ..properties
+            }
+        );
     }
 }

@@ -308,12 +308,12 @@ impl Transport for AmqpTransport {
             Ok::<_, ConsumeError>((channel, consumer))
         };
         let deadline = self.options.confirm_timeout;
-        let (channel, consumer) = tokio::time::timeout(deadline, open)
-            .await
-            .map_err(|_| ConsumeError::Connection {
+        let (channel, consumer) = tokio::time::timeout(deadline, open).await.map_err(|_| {
+            ConsumeError::Connection {
                 queue: queue.to_owned(),
                 detail: format!("no answer from the broker within {deadline:?}"),
-            })??;
+            }
+        })??;
         Ok(Box::new(AmqpSubscription::new(
             channel,
             consumer,

@@ -338,7 +338,9 @@ impl Task {
                 if status.connected() {
                     match open_publisher(&connection).await {
                         Ok(channel) => return Ok(Some(channel)),
-                        Err(e) => tracing::warn!(error = %e, "reopening the publisher channel failed"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reopening the publisher channel failed")
+                        }
                     }
                 }
                 tokio::time::sleep(REOPEN_POLL).await;

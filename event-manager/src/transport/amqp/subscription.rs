@@ -13,9 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
+use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicRejectOptions};
-use lapin::Channel;
 use tokio::sync::watch;
 
 use super::connect::Health;
@@ -169,7 +169,9 @@ impl Subscription for AmqpSubscription {
         if !self.cancelled {
             self.cancelled = true;
             let tag = self.consumer.tag();
-            let cancel = self.channel.basic_cancel(tag, BasicCancelOptions::default());
+            let cancel = self
+                .channel
+                .basic_cancel(tag, BasicCancelOptions::default());
             match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "basic.cancel failed"),

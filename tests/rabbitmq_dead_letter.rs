@@ -1,0 +1,89 @@
+//! Dead letters on a real RabbitMQ keep every header type and property of the original.
+
+mod common;
+
+use event_manager::envelope::{DEAD_LETTER_REASON_HEADER, ORIGINAL_EXPIRATION_HEADER};
+use event_manager::message::{HeaderValue, Message, Properties};
+use event_manager::service::dead_letter_queue_name;
+use event_manager::{HandlerError, RetryPolicy};
+use event_manager_examples::{ORDER, Order};
+
+use common::Env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_keeps_every_header_type_and_property() {
+    let env = Env::rabbitmq().await;
+    let mut billing = env.service("billing");
+    billing.retry(RetryPolicy::no_retry());
+    billing.bind(ORDER, "order.v1.submit").unwrap();
+    billing.on(Order::SUBMIT, |_: Order, _| async {
+        Err::<(), _>(HandlerError::permanent(std::io::Error::other("refused")))
+    });
+    let queue = env.bus.queue_name(billing.queue());
+    let running = billing.start().await.unwrap();
+
+    let mut properties = Properties {
+        content_type: Some("application/json".into()),
+        content_encoding: Some("utf-8".into()),
+        message_id: Some("dl-fidelity-1".into()),
+        reply_to: Some("replies".into()),
+        expiration: Some("600000".into()),
+        priority: Some(3),
+        persistent: true,
+        ..Properties::default()
+    };
+    let headers = [
+        ("weight", HeaderValue::Float(2.5)),
+        ("blob", HeaderValue::Bytes(vec![0u8, 159, 255].into())),
+        (
+            "tags",
+            HeaderValue::Array(vec![HeaderValue::Str("a".into()), HeaderValue::Int(2)]),
+        ),
+        (
+            "meta",
+            HeaderValue::Table(vec![
+                ("k".to_owned(), HeaderValue::Int(1)),
+                ("t".to_owned(), HeaderValue::Timestamp(1_700_000_000)),
+            ]),
+        ),
+        (
+            "price",
+            HeaderValue::Decimal {
+                scale: 2,
+                value: 1999,
+            },
+        ),
+    ];
+    for (name, value) in headers.clone() {
+        properties.headers.insert(name, value);
+    }
+    env.bus.declare_exchange(ORDER).await.unwrap();
+    let body = serde_json::to_vec(&Order::sample(1)).unwrap();
+    env.transport()
+        .publish(Message {
+            exchange: env.order_exchange().into(),
+            routing_key: "order.v1.submit".into(),
+            body: body.into(),
+            properties,
+        })
+        .await
+        .unwrap();
+
+    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    running.shutdown().await.unwrap();
+    env.cleanup().await;
+    let p = &dead.properties;
+    assert_eq!(p.message_id.as_deref(), Some("dl-fidelity-1"));
+    assert_eq!(p.content_encoding.as_deref(), Some("utf-8"));
+    assert_eq!(p.reply_to.as_deref(), Some("replies"));
+    assert_eq!(p.priority, Some(3));
+    assert_eq!(p.expiration, None, "a dead letter must not expire");
+    assert_eq!(
+        p.headers.get_str(ORIGINAL_EXPIRATION_HEADER),
+        Some("600000")
+    );
+    assert!(p.headers.get_str(DEAD_LETTER_REASON_HEADER).is_some());
+    for (name, value) in headers {
+        assert_eq!(p.headers.get(name), Some(&value), "header {name}");
+    }
+}
