@@ -54,6 +54,11 @@ pub const SERVICE_HEADER: &str = "x-dead-letter-queue";
 /// original carried: a dead letter must not expire in its queue, so the property is moved
 /// here, and put back on replay.
 pub const ORIGINAL_EXPIRATION_HEADER: &str = "x-original-expiration";
+/// Header of a dead letter or retry that had to leave out some of the original's headers to
+/// fit in one AMQP frame: their names, comma-separated.
+pub const DROPPED_HEADERS_HEADER: &str = "x-dropped-headers";
+/// The longest dead-letter reason kept; a longer error text is cut.
+pub const MAX_REASON_BYTES: usize = 2048;
 /// W3C trace context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Header of an event published in several major versions at once (a migration): the
@@ -131,8 +136,9 @@ fn rfc3339_seconds(secs: u64) -> String {
 }
 
 /// Every header name of the wire contract.
-const HEADER_NAMES: [&str; 16] = [
+const HEADER_NAMES: [&str; 17] = [
     VERSION_HEADER,
+    DROPPED_HEADERS_HEADER,
     ORIGINAL_EXPIRATION_HEADER,
     ATTEMPTS_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
@@ -492,10 +498,57 @@ pub(crate) fn to_dead_letter(
 ) -> Message {
     let mut copy = readdressed(message, dead_letter_queue, attempts);
     let headers = &mut copy.properties.headers;
-    headers.insert(DEAD_LETTER_REASON_HEADER, reason.to_owned());
+    headers.insert(
+        DEAD_LETTER_REASON_HEADER,
+        cut(reason, MAX_REASON_BYTES).to_owned(),
+    );
     headers.insert(FAILED_AT_HEADER, rfc3339(now()));
     headers.insert(SERVICE_HEADER, service_queue.to_owned());
     copy
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Makes a forwarded `message` (a retry or dead letter) `excess` bytes smaller by leaving out
+/// the largest headers that are not part of the wire contract, naming them in
+/// [`DROPPED_HEADERS_HEADER`]. For a message that arrived with headers so close to the
+/// broker's frame limit that the forwarding headers no longer fit: better a dead letter
+/// without some headers than none. Returns whether it now fits.
+pub(crate) fn shrink_headers(message: &mut Message, excess: usize) -> bool {
+    let headers = &mut message.properties.headers;
+    let mut foreign: Vec<(String, usize)> = headers
+        .iter()
+        .filter(|(name, _)| !HEADER_NAMES.contains(name))
+        .map(|(name, value)| (name.to_owned(), 1 + name.len() + value.encoded_len()))
+        .collect();
+    foreign.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut dropped = Vec::new();
+    // The list of dropped names costs room too.
+    let mut freed: usize = 0;
+    let mut needed = excess + 32;
+    for (name, size) in foreign {
+        if freed >= needed {
+            break;
+        }
+        headers.remove(&name);
+        freed += size;
+        needed += name.len() + 1;
+        dropped.push(name);
+    }
+    if !dropped.is_empty() {
+        if let Some(earlier) = headers.get_str(DROPPED_HEADERS_HEADER) {
+            dropped.insert(0, earlier.to_owned());
+        }
+        headers.insert(DROPPED_HEADERS_HEADER, dropped.join(","));
+    }
+    freed >= needed
 }
 
 /// A dead letter sent back to its service queue for a fresh set of attempts.
@@ -641,6 +694,31 @@ mod tests {
                 .headers
                 .get(ORIGINAL_EXPIRATION_HEADER)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn oversized_forwards_leave_out_the_largest_foreign_headers() {
+        let mut m = bare("order.v1.submit");
+        m.properties.headers.insert("big", "x".repeat(100_000));
+        m.properties.headers.insert("small", "y");
+        let mut dead = to_dead_letter(&m, "billing.dlq", "billing", 1, &"r".repeat(10_000));
+        assert_eq!(
+            dead.properties
+                .headers
+                .get_str(DEAD_LETTER_REASON_HEADER)
+                .map(str::len),
+            Some(MAX_REASON_BYTES)
+        );
+        assert!(shrink_headers(&mut dead, 50_000));
+        let h = &dead.properties.headers;
+        assert!(h.get("big").is_none());
+        assert_eq!(h.get_str("small"), Some("y"));
+        assert_eq!(h.get_str(DROPPED_HEADERS_HEADER), Some("big"));
+        assert!(h.get_str(ORIGINAL_ROUTING_KEY_HEADER).is_some());
+        assert!(
+            !shrink_headers(&mut dead, 1_000_000),
+            "nothing foreign left to drop"
         );
     }
 

@@ -121,9 +121,7 @@ pub enum PublishError {
     /// No confirm arrived within the confirm timeout (e.g. the broker blocks publishers
     /// during a memory alarm, or the connection is down). The message may still reach the
     /// broker later: a retry can duplicate it, with the same message id if reused.
-    #[error(
-        "no confirm for the message to `{exchange}` with key `{routing_key}` within {after:?}"
-    )]
+    #[error("no confirm for the message to `{exchange}` with key `{routing_key}` within {after:?}")]
     Timeout {
         /// The exchange published to.
         exchange: String,
@@ -131,6 +129,22 @@ pub enum PublishError {
         routing_key: String,
         /// The confirm timeout.
         after: std::time::Duration,
+    },
+    /// The message's properties and headers do not fit in one AMQP frame (`frame_max` of the
+    /// connection, 128 KiB by default on RabbitMQ); the broker would close the connection.
+    /// Nothing was sent.
+    #[error(
+        "the headers of the message to `{exchange}` with key `{routing_key}` take {size} bytes, more than the broker's frame limit of {limit} bytes"
+    )]
+    HeadersTooLarge {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+        /// The size of the header frame.
+        size: usize,
+        /// The largest header frame the connection takes.
+        limit: usize,
     },
     /// The exchange could not be declared.
     #[error(transparent)]

@@ -96,6 +96,25 @@ impl HeaderValue {
         }
     }
 
+    /// The size of the value in an AMQP field table, its type byte included.
+    pub(crate) fn encoded_len(&self) -> usize {
+        1 + match self {
+            Self::Str(s) => 4 + s.len(),
+            Self::Int(_) | Self::Float(_) | Self::Timestamp(_) => 8,
+            Self::Bool(_) => 1,
+            Self::Decimal { .. } => 5,
+            Self::Bytes(b) => 4 + b.len(),
+            Self::Array(items) => 4 + items.iter().map(Self::encoded_len).sum::<usize>(),
+            Self::Table(entries) => {
+                4 + entries
+                    .iter()
+                    .map(|(n, v)| 1 + n.len().min(255) + v.encoded_len())
+                    .sum::<usize>()
+            }
+            Self::Void => 0,
+        }
+    }
+
     /// An integer value, or a string holding one.
     pub fn as_int(&self) -> Option<i64> {
         match self {

@@ -160,6 +160,30 @@ pub(super) fn to_amqp(properties: &Properties) -> BasicProperties {
     p
 }
 
+/// The size of the content header frame that carries `properties`: a message whose header
+/// frame exceeds the connection's `frame_max` cannot be sent (the broker would close the
+/// whole connection with a frame error).
+pub(super) fn header_frame_size(properties: &Properties) -> usize {
+    let short_len = |v: &str| 1 + v.len().min(255);
+    let texts = [
+        properties.content_type.as_deref(),
+        properties.content_encoding.as_deref(),
+        properties.message_id.as_deref(),
+        properties.kind.as_deref(),
+        properties.app_id.as_deref(),
+        properties.correlation_id.as_deref(),
+        properties.reply_to.as_deref(),
+        properties.expiration.as_deref(),
+    ];
+    let mut size = 7 + 2 + 2 + 8 + 2 + 1 + 8 + 1 + 1; // frame, class, weight, body size, flags, end, timestamp, mode, priority
+    size += texts.into_iter().flatten().map(short_len).sum::<usize>();
+    size += 4;
+    for (name, value) in properties.headers.iter() {
+        size += short_len(name) + value.encoded_len();
+    }
+    size
+}
+
 /// A header value as AMQP writes it.
 fn amqp_value(value: &HeaderValue) -> AMQPValue {
     match value {
@@ -255,6 +279,41 @@ pub(super) fn from_amqp(properties: &BasicProperties) -> Properties {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size lapin's encoder gives the header frame of `properties`.
+    fn encoded_header_frame(properties: &Properties) -> usize {
+        let amqp = to_amqp(properties);
+        let (bytes, _) =
+            cookie_factory::r#gen(lapin::protocol::basic::gen_properties(&amqp), Vec::new())
+                .expect("encodes");
+        // frame header 7, class 2, weight 2, body size 8, frame end 1
+        7 + 2 + 2 + 8 + bytes.len() + 1
+    }
+
+    #[test]
+    fn header_frame_size_is_an_upper_bound_close_to_the_encoding() {
+        let mut properties = Properties {
+            content_type: Some("application/json".into()),
+            message_id: Some("m".repeat(40)),
+            persistent: true,
+            ..Properties::default()
+        };
+        properties.headers.insert("big", "x".repeat(100_000));
+        properties.headers.insert(
+            "t",
+            HeaderValue::Table(vec![(
+                "a".to_owned(),
+                HeaderValue::Array(vec![HeaderValue::Int(1)]),
+            )]),
+        );
+        properties
+            .headers
+            .insert("d", HeaderValue::Decimal { scale: 1, value: 5 });
+        let ours = header_frame_size(&properties);
+        let real = encoded_header_frame(&properties);
+        assert!(ours >= real, "ours {ours} < real {real}");
+        assert!(ours - real <= 32, "ours {ours} too far above real {real}");
+    }
 
     #[test]
     fn every_header_type_and_property_survives_a_round_trip() {

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::confirms::{Confirms, Decision};
 use super::connect::Health;
-use super::convert::{missing_exchange, short, to_amqp};
+use super::convert::{header_frame_size, missing_exchange, short, to_amqp};
 use crate::error::{PublishError, TopologyError};
 use crate::message::Message;
 
@@ -252,6 +252,20 @@ impl Task {
     async fn send(&mut self, mut pending: Pending) {
         if Instant::now() >= pending.deadline {
             let error = pending.timeout(self.confirm_timeout);
+            pending.answer(Err(error));
+            return;
+        }
+        let size = header_frame_size(&pending.message.properties);
+        let limit =
+            usize::try_from(self.connection.configuration().frame_max()).unwrap_or(usize::MAX);
+        if size > limit {
+            let message = &pending.message;
+            let error = PublishError::HeadersTooLarge {
+                exchange: message.exchange.to_string(),
+                routing_key: message.routing_key.to_string(),
+                size,
+                limit,
+            };
             pending.answer(Err(error));
             return;
         }
