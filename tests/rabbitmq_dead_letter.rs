@@ -87,3 +87,44 @@ async fn a_dead_letter_keeps_every_header_type_and_property() {
         assert_eq!(p.headers.get(name), Some(&value), "header {name}");
     }
 }
+
+/// A quorum wait queue with RabbitMQ's at-least-once dead-letter strategy is accepted by the
+/// broker and hands its messages to the target queue when their TTL is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_wait_queue_with_at_least_once_dead_lettering_hands_messages_on() {
+    use event_manager::transport::{DeadLetterTarget, QueueKind, QueueSpec};
+    let env = Env::rabbitmq().await;
+    let target = env.queue("target");
+    let wait = env.queue("wait");
+    let mut target_spec = QueueSpec::durable(&target);
+    target_spec.kind = QueueKind::Quorum;
+    env.transport().declare_queue(&target_spec).await.unwrap();
+    let mut wait_spec = QueueSpec::durable(&wait);
+    wait_spec.kind = QueueKind::Quorum;
+    wait_spec.message_ttl = Some(std::time::Duration::from_millis(100));
+    wait_spec.dead_letter = Some(DeadLetterTarget {
+        exchange: String::new(),
+        routing_key: Some(target.clone()),
+        at_least_once: true,
+    });
+    env.transport().declare_queue(&wait_spec).await.unwrap();
+    // Declaring again with the same arguments is a no-op.
+    env.transport().declare_queue(&wait_spec).await.unwrap();
+    env.transport()
+        .publish(Message {
+            exchange: "".into(),
+            routing_key: wait.clone().into(),
+            body: b"{}".to_vec().into(),
+            properties: Properties {
+                message_id: Some("alo-1".into()),
+                ..Properties::default()
+            },
+        })
+        .await
+        .unwrap();
+    let moved = env.take(&target).await;
+    let _ = env.transport().delete_queue(&wait).await;
+    let _ = env.transport().delete_queue(&target).await;
+    env.cleanup().await;
+    assert_eq!(moved.properties.message_id.as_deref(), Some("alo-1"));
+}
