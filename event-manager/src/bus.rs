@@ -144,15 +144,17 @@ impl VersionedPublish<'_> {
                 Err(error) => return Err(error),
             }
         }
-        futures_util::future::try_join_all(again.into_iter().map(|m| transport.publish(m)))
-            .await?;
+        futures_util::future::try_join_all(again.into_iter().map(|m| transport.publish(m))).await?;
         Ok(published)
     }
 }
 
 /// Whether a publish failed because its exchange does not exist (deleted from outside).
 fn exchange_missing(error: &PublishError) -> bool {
-    matches!(error, PublishError::Topology(TopologyError::NotFound { .. }))
+    matches!(
+        error,
+        PublishError::Topology(TopologyError::NotFound { .. })
+    )
 }
 
 /// What the broker confirmed.

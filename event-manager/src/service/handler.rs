@@ -241,7 +241,10 @@ mod tests {
     fn combined_outcome_is_the_first_error_permanent_if_any_is() {
         assert!(combine(vec![Ok(()), Ok(())]).is_ok());
         let retry = combine(failures(&[false, false])).unwrap_err();
-        assert_eq!((retry.to_string(), retry.is_permanent()), ("error 0".into(), false));
+        assert_eq!(
+            (retry.to_string(), retry.is_permanent()),
+            ("error 0".into(), false)
+        );
         let permanent = combine(failures(&[false, true])).unwrap_err();
         assert_eq!(
             (permanent.to_string(), permanent.is_permanent()),

@@ -124,7 +124,11 @@ impl Service {
         }
         topology.declare().await?;
         let queue = topology.queue.clone();
-        let subscription = self.bus.transport().subscribe(&queue, self.prefetch).await?;
+        let subscription = self
+            .bus
+            .transport()
+            .subscribe(&queue, self.prefetch)
+            .await?;
         let (closing, closing_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             topology,
@@ -158,7 +162,9 @@ async fn consume_loop(
     let mut spare = None;
     let mut check: Option<BoxFuture<'static, ()>> = None;
     // At most a year apart: a longer period only risks overflowing the timer.
-    let every = limits.topology_check.min(Duration::from_secs(365 * 24 * 3600));
+    let every = limits
+        .topology_check
+        .min(Duration::from_secs(365 * 24 * 3600));
     let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let ended = {
@@ -202,7 +208,13 @@ async fn consume_loop(
     };
     let _ = closing.send(true);
     drop(check);
-    wind_down(&shared.topology.queue, &mut subscription, &mut in_flight, limits.grace).await;
+    wind_down(
+        &shared.topology.queue,
+        &mut subscription,
+        &mut in_flight,
+        limits.grace,
+    )
+    .await;
     // Unsettled deliveries go back to the queue when dropped with the subscription.
     drop(in_flight);
     let reason = subscription.end_reason();

@@ -5,6 +5,10 @@
 //!
 //! * the target queue is missing (deleted from outside): the service's topology is declared
 //!   again and the move retried at once;
+//! * the headers no longer fit in one AMQP frame (the message arrived close to the broker's
+//!   frame limit and the forwarding headers pushed it over): the largest headers that are
+//!   not part of the wire contract are left out, named in `x-dropped-headers`, and the move
+//!   retried;
 //! * any other failure (a negative confirm, e.g. from a full dead-letter queue with
 //!   `x-overflow: reject-publish`; a confirm timeout; a lost connection): the delivery stays
 //!   unacknowledged and the move is retried in-process after 1 s, 2 s, 4 s … (at most 30 s
@@ -37,7 +41,11 @@ pub(super) async fn settle(
 ) {
     let forward = match outcome {
         Outcome::Handled => None,
-        Outcome::Retry(reason) => match shared.topology.retry.delay_before(attempt.saturating_add(1)) {
+        Outcome::Retry(reason) => match shared
+            .topology
+            .retry
+            .delay_before(attempt.saturating_add(1))
+        {
             Some(delay) => {
                 tracing::info!(attempt, ?delay, %reason, "callback failed; will retry");
                 let wait = shared.topology.wait_queue(delay);
@@ -82,15 +90,27 @@ fn dead_letter(shared: &Shared, message: &Message, attempts: u32, reason: &str) 
 /// exchange) until the broker confirmed it. Returns `false`, with the message not moved, once
 /// the service stops taking messages (shutdown, or its subscription ended: its deliveries can
 /// then no longer be settled).
-async fn move_message(shared: &Shared, forward: Message) -> bool {
+async fn move_message(shared: &Shared, mut forward: Message) -> bool {
     let mut closing = shared.closing.clone();
     let mut failures: u32 = 0;
     let mut redeclared = false;
     loop {
-        let error = match shared.topology.bus.transport().publish(forward.clone()).await {
+        let error = match shared
+            .topology
+            .bus
+            .transport()
+            .publish(forward.clone())
+            .await
+        {
             Ok(()) => return true,
             Err(error) => error,
         };
+        if let PublishError::HeadersTooLarge { size, limit, .. } = &error
+            && envelope::shrink_headers(&mut forward, size.saturating_sub(*limit))
+        {
+            tracing::warn!(%error, "leaving out the largest foreign headers to move the message");
+            continue;
+        }
         if target_missing(&error) && !redeclared {
             redeclared = true;
             tracing::warn!(%error, target = %forward.routing_key, "the target queue is missing; declaring the service's topology again");
@@ -110,8 +130,18 @@ async fn move_message(shared: &Shared, forward: Message) -> bool {
     }
 }
 
-fn log_failure(shared: &Shared, forward: &Message, source: PublishError, failures: u32, pause: Duration) {
-    let id = forward.properties.message_id.as_deref().unwrap_or("(no id)");
+fn log_failure(
+    shared: &Shared,
+    forward: &Message,
+    source: PublishError,
+    failures: u32,
+    pause: Duration,
+) {
+    let id = forward
+        .properties
+        .message_id
+        .as_deref()
+        .unwrap_or("(no id)");
     let target = &forward.routing_key;
     let error = ConsumeError::Forward {
         queue: shared.topology.queue.clone(),
@@ -136,7 +166,9 @@ fn target_missing(error: &PublishError) -> bool {
 /// The pause after the `failures`-th failed try: 1 s, 2 s, 4 s … at most 30 s.
 fn backoff(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
-    FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF)
+    FIRST_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF)
 }
 
 #[cfg(test)]

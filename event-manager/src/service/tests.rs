@@ -205,7 +205,11 @@ async fn refused_dead_letter_is_held_unacknowledged_until_the_broker_takes_it() 
     })
     .await;
     // Four refusals, retried after 1 s, 2 s, 4 s and 8 s; never redelivered meanwhile.
-    assert!(began.elapsed() >= Duration::from_secs(15), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
     assert_eq!(faulty.refuse_dead_letters.load(Ordering::SeqCst), 0);
     assert_eq!(faulty.delivered.load(Ordering::SeqCst), 1);
     assert_eq!(faulty.broker.queue_len("held").await.unwrap(), 0);

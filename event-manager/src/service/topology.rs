@@ -51,16 +51,21 @@ impl Topology {
         let mut queue = QueueSpec::durable(&self.queue);
         queue.kind = self.kind;
         transport.declare_queue(&queue).await?;
-        transport
-            .declare_queue(&QueueSpec::durable(&self.dead_letter_queue))
-            .await?;
+        // A quorum service gets quorum wait and dead-letter queues, and its wait queues hand
+        // messages back with the at-least-once strategy: a retry stays in its wait queue
+        // until the service queue confirmed it, even when that queue is full. Classic queues
+        // dead-letter at-most-once: a full service queue drops the retry.
+        let mut dead_letters = QueueSpec::durable(&self.dead_letter_queue);
+        dead_letters.kind = self.kind;
+        transport.declare_queue(&dead_letters).await?;
         for delay in self.retry.distinct_delays() {
             let mut wait = QueueSpec::durable(self.wait_queue(delay));
+            wait.kind = self.kind;
             wait.message_ttl = Some(delay);
             wait.dead_letter = Some(DeadLetterTarget {
                 exchange: String::new(),
                 routing_key: Some(self.queue.clone()),
-                at_least_once: false,
+                at_least_once: self.kind == QueueKind::Quorum,
             });
             transport.declare_queue(&wait).await?;
         }

@@ -27,7 +27,9 @@ mod amqp;
 mod memory;
 mod tls;
 
-pub use amqp::{AmqpOptions, AmqpTransport, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy};
+pub use amqp::{
+    AmqpOptions, AmqpTransport, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy,
+};
 pub use memory::InMemoryBroker;
 pub use tls::TlsOptions;
 
@@ -110,6 +112,17 @@ impl QueueSpec {
             return Some((
                 "x-dead-letter-exchange",
                 format!("declared {:?} but exists {:?}", dlx(self), dlx(other)),
+            ));
+        }
+        let strategy = |s: &Self| s.dead_letter.as_ref().is_some_and(|d| d.at_least_once);
+        if self.kind == QueueKind::Quorum && strategy(self) != strategy(other) {
+            return Some((
+                "x-dead-letter-strategy",
+                format!(
+                    "declared at-least-once {} but exists {}",
+                    strategy(self),
+                    strategy(other)
+                ),
             ));
         }
         let dlrk = |s: &Self| s.dead_letter.as_ref().and_then(|d| d.routing_key.clone());

@@ -41,6 +41,9 @@ use convert::{already_gone_is_fine, queue_arguments, short, topology_error};
 use publisher::{Publisher, open_publisher};
 use subscription::AmqpSubscription;
 
+/// How long closing the connection may take.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A RabbitMQ connection, through `lapin` on tokio.
 pub struct AmqpTransport {
     connection: Arc<Connection>,
@@ -334,8 +337,11 @@ impl Transport for AmqpTransport {
 
     async fn close(&self) {
         let _ = self.closing.send(Health::Closed);
+        // A blocked connection (memory alarm) sends no close frame: do not wait long, the
+        // broker notices the socket closing with the process.
         let close = self.connection.close(200, "OK".into());
-        match tokio::time::timeout(self.options.confirm_timeout, close).await {
+        let deadline = self.options.confirm_timeout.min(CLOSE_TIMEOUT);
+        match tokio::time::timeout(deadline, close).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "closing the connection failed"),
             Err(_) => tracing::warn!("closing the connection got no answer in time"),
