@@ -23,6 +23,11 @@ use crate::transport::Subscription;
 /// connection and the cancel never leaves; the subscription is then closed by dropping it.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a service tries to consume anew after its subscription ended by itself.
+const RESUBSCRIBE_ATTEMPTS: u32 = 5;
+/// The pause between two of those tries.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
+
 /// How long one periodic topology check may take before it is abandoned (and logged).
 const TOPOLOGY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +54,7 @@ impl Shared {
 /// The limits of one consume loop.
 struct Limits {
     concurrency: usize,
+    prefetch: u16,
     grace: Duration,
     topology_check: Duration,
 }
@@ -139,6 +145,7 @@ impl Service {
         });
         let limits = Limits {
             concurrency: self.concurrency,
+            prefetch: self.prefetch,
             grace: self.shutdown_grace,
             topology_check: self.topology_check,
         };
@@ -165,6 +172,8 @@ async fn consume_loop(
     let every = limits
         .topology_check
         .min(Duration::from_secs(365 * 24 * 3600));
+    let mut retired: Vec<Box<dyn Subscription>> = Vec::new();
+    let mut failure = None;
     let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let ended = {
@@ -187,7 +196,19 @@ async fn consume_loop(
                     if in_flight.len() < limits.concurrency => next,
             };
             let Some(incoming) = next else {
-                break true;
+                // The broker cancelled the consumer (its queue was deleted) or the connection
+                // is given up: declare the topology again and consume anew, or fail the run.
+                match resubscribe(&shared, subscription.end_reason(), limits.prefetch).await {
+                    Ok(fresh) => {
+                        // Deliveries in flight still settle on the old one's channel.
+                        retired.push(std::mem::replace(&mut subscription, fresh));
+                        continue;
+                    }
+                    Err(reason) => {
+                        failure = Some(reason);
+                        break true;
+                    }
+                }
             };
             // Most callbacks finish without waiting: run the message to its first pause here
             // and keep only unfinished ones in the set. The box of a message that finished
@@ -217,17 +238,55 @@ async fn consume_loop(
     .await;
     // Unsettled deliveries go back to the queue when dropped with the subscription.
     drop(in_flight);
-    let reason = subscription.end_reason();
     drop(subscription);
+    drop(retired);
     if ended && !*stop.borrow() {
         return Err(ConsumeError::Connection {
             queue: shared.topology.queue.clone(),
-            detail: reason.unwrap_or_else(|| {
+            detail: failure.unwrap_or_else(|| {
                 "the subscription ended (queue deleted or connection lost for good)".into()
             }),
         });
     }
     Ok(())
+}
+
+/// After the subscription ended by itself: declares the topology again and subscribes anew,
+/// a few times a second apart, or says why it cannot.
+async fn resubscribe(
+    shared: &Shared,
+    ended: Option<String>,
+    prefetch: u16,
+) -> Result<Box<dyn Subscription>, String> {
+    let queue = &shared.topology.queue;
+    let ended = ended.unwrap_or_else(|| "the subscription ended".to_owned());
+    tracing::warn!(%queue, reason = %ended, "consuming stopped; declaring the topology again and consuming anew");
+    let mut last = ended.clone();
+    for attempt in 1..=RESUBSCRIBE_ATTEMPTS {
+        let subscribed = async {
+            shared.redeclare().await?;
+            shared
+                .topology
+                .bus
+                .transport()
+                .subscribe(queue, prefetch)
+                .await
+        };
+        match subscribed.await {
+            Ok(fresh) => {
+                tracing::info!(%queue, attempt, "consuming again");
+                return Ok(fresh);
+            }
+            Err(error) => {
+                tracing::warn!(%queue, attempt, %error, "consuming anew failed");
+                last = error.to_string();
+            }
+        }
+        tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+    }
+    Err(format!(
+        "{ended}; consuming anew failed {RESUBSCRIBE_ATTEMPTS} times, last: {last}"
+    ))
 }
 
 /// Cancels the subscription and lets the running messages finish, both within `grace`: the
