@@ -530,10 +530,11 @@ async fn drain(args: &Args, url: &str, count: u64) -> Result<(), Box<dyn std::er
     let bus = Bus::connect(url)
         .await?
         .with_namespace(format!("drain-{}", std::process::id()));
-    let queue = format!("drain-{}.queue", std::process::id());
+    // The service name; on the broker the bus's namespace prefixes it.
+    let queue = "queue";
     let n = Names {
         exchange: bus.exchange_name(BENCH),
-        queue: queue.clone(),
+        queue: bus.queue_name(queue),
     };
     raw_topology(&channel, &n).await?;
     let (elapsed, _) = raw_publish(&channel, &n, count, args.window, true).await?;
@@ -541,7 +542,7 @@ async fn drain(args: &Args, url: &str, count: u64) -> Result<(), Box<dyn std::er
     let before = rss_kib("VmRSS:");
     println!("consumer RSS before draining: {before} KiB");
     let step = (count / 10).max(1);
-    let elapsed = typed_consume(&bus, &queue, count, args.prefetch, move |handled| {
+    let elapsed = typed_consume(&bus, queue, count, args.prefetch, move |handled| {
         if handled % step == 0 {
             println!(
                 "handled {handled:>8}: RSS {} KiB, peak {} KiB",
@@ -557,7 +558,7 @@ async fn drain(args: &Args, url: &str, count: u64) -> Result<(), Box<dyn std::er
         rss_kib("VmRSS:"),
         rss_kib("VmHWM:")
     );
-    delete_service_queues(&bus, &queue, &RetryPolicy::default()).await?;
+    delete_service_queues(&bus, queue, &RetryPolicy::default()).await?;
     raw_cleanup(&channel, &n).await?;
     bus.close().await;
     connection.close(200, "OK".into()).await?;
@@ -597,7 +598,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bus = Bus::connect(&url)
         .await?
         .with_namespace(format!("bench-{}", std::process::id()));
-    let typed_queue = format!("bench-{}.typed", std::process::id());
+    // The bus's namespace makes the queue name unique on the broker.
+    let typed_queue = "typed".to_owned();
     let mut declare = bus.service(&typed_queue);
     declare.bind(BENCH, "bench.*.submit")?;
     declare.on(BenchOrder::SUBMIT, |_: BenchOrder, _| async {

@@ -26,8 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bus = bus.with_namespace(&namespace);
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
 
-    let old_queue = format!("{namespace}.old_billing_order");
-    let mut old_billing = bus.with_app_id("old-billing").service(&old_queue);
+    // Queue names carry the bus's namespace on the broker.
+    let old_queue = "old_billing_order";
+    let mut old_billing = bus.with_app_id("old-billing").service(old_queue);
     old_billing.bind(ORDER, "order.*.submit")?;
     let t = tx.clone();
     old_billing.on(Order::SUBMIT, move |order: Order, ctx: Delivery| {
@@ -43,8 +44,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let new_queue = format!("{namespace}.new_billing_order");
-    let mut new_billing = bus.with_app_id("new-billing").service(&new_queue);
+    let new_queue = "new_billing_order";
+    let mut new_billing = bus.with_app_id("new-billing").service(new_queue);
     new_billing.bind(ORDER, "order.*.submit")?;
     let t = tx.clone();
     new_billing
@@ -106,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     old_billing.shutdown().await?;
     new_billing.shutdown().await?;
-    for queue in [&old_queue, &new_queue] {
+    for queue in [old_queue, new_queue] {
         delete_service_queues(&bus, queue, &RetryPolicy::default()).await?;
     }
     bus.transport()

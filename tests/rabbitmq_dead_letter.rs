@@ -133,9 +133,9 @@ async fn quorum_wait_queue_with_at_least_once_dead_lettering_hands_messages_on()
 /// the service queue) and dead-letters into a quorum dead-letter queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_service_retries_through_at_least_once_wait_queues() {
+    use event_manager::transport::QueueKind;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use event_manager::transport::QueueKind;
     let env = Env::rabbitmq().await;
     let mut billing = env.service("quorum_retry");
     billing.queue_kind(QueueKind::Quorum);
@@ -143,17 +143,20 @@ async fn quorum_service_retries_through_at_least_once_wait_queues() {
     let calls = Arc::new(AtomicU32::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let seen = calls.clone();
-    billing.on(Order::SUBMIT, move |order: Order, ctx: event_manager::Delivery| {
-        let seen = seen.clone();
-        let tx = tx.clone();
-        async move {
-            if order.id == 2 || seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Err(HandlerError::retry(std::io::Error::other("not yet")));
+    billing.on(
+        Order::SUBMIT,
+        move |order: Order, ctx: event_manager::Delivery| {
+            let seen = seen.clone();
+            let tx = tx.clone();
+            async move {
+                if order.id == 2 || seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(HandlerError::retry(std::io::Error::other("not yet")));
+                }
+                tx.send((order.id, ctx.attempt())).ok();
+                Ok(())
             }
-            tx.send((order.id, ctx.attempt())).ok();
-            Ok(())
-        }
-    });
+        },
+    );
     let queue = env.bus.queue_name(billing.queue());
     let running = billing.start().await.unwrap();
     Order::sample(1).submit(&env.bus).await.unwrap();
@@ -163,6 +166,10 @@ async fn quorum_service_retries_through_at_least_once_wait_queues() {
     let dead = env.take(&dead_letter_queue_name(&queue)).await;
     running.shutdown().await.unwrap();
     env.cleanup().await;
-    assert_eq!(handled.ok().flatten(), Some((1, 2)), "handled on the second attempt");
+    assert_eq!(
+        handled.ok().flatten(),
+        Some((1, 2)),
+        "handled on the second attempt"
+    );
     assert_eq!(dead.properties.headers.get_int("x-attempts"), Some(3));
 }

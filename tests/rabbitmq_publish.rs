@@ -18,7 +18,9 @@ async fn concurrent_unroutable_publishes_are_each_reported_for_themselves() {
     let env = Env::rabbitmq().await;
     let mut billing = env.service("billing");
     billing.bind(ORDER, "order.v1.submit").unwrap();
-    billing.on(Order::SUBMIT, |_: Order, _| async { Ok::<_, Infallible>(()) });
+    billing.on(Order::SUBMIT, |_: Order, _| async {
+        Ok::<_, Infallible>(())
+    });
     billing.declare().await.unwrap();
     let queue = env.bus.queue_name(billing.queue());
 
@@ -56,7 +58,10 @@ async fn concurrent_unroutable_publishes_are_each_reported_for_themselves() {
     }
     let in_queue = env.transport().queue_len(&queue).await.unwrap();
     env.cleanup().await;
-    assert!(other_errors.is_empty(), "unexpected errors: {other_errors:?}");
+    assert!(
+        other_errors.is_empty(),
+        "unexpected errors: {other_errors:?}"
+    );
     assert_eq!(
         (routable_failed, unroutable_ok),
         (0, 0),

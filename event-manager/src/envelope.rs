@@ -528,7 +528,7 @@ pub(crate) fn shrink_headers(message: &mut Message, excess: usize) -> bool {
         .filter(|(name, _)| !HEADER_NAMES.contains(name))
         .map(|(name, value)| (name.to_owned(), 1 + name.len() + value.encoded_len()))
         .collect();
-    foreign.sort_by(|a, b| b.1.cmp(&a.1));
+    foreign.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
     let mut dropped = Vec::new();
     // The list of dropped names costs room too.
     let mut freed: usize = 0;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use event_manager::message::Message;
-use event_manager::service::delete_service_queues;
+use event_manager::service::{dead_letter_queue_name, delete_service_queues};
 use event_manager::transport::{InMemoryBroker, Transport};
 use event_manager::{Bus, RetryPolicy, Service};
 use event_manager_examples::ORDER;
@@ -53,6 +53,8 @@ pub struct Env {
     pub namespace: String,
     pub rabbitmq: bool,
     queues: Mutex<Vec<String>>,
+    /// Buses of other namespaces on the same broker ([`Env::tenant`]), cleaned up too.
+    tenants: Mutex<Vec<Bus>>,
 }
 
 impl Env {
@@ -63,6 +65,7 @@ impl Env {
             namespace,
             rabbitmq: false,
             queues: Mutex::new(Vec::new()),
+            tenants: Mutex::new(Vec::new()),
         }
     }
 
@@ -86,6 +89,7 @@ impl Env {
             namespace,
             rabbitmq: true,
             queues: Mutex::new(Vec::new()),
+            tenants: Mutex::new(Vec::new()),
         }
     }
 
@@ -93,11 +97,39 @@ impl Env {
         self.bus.transport()
     }
 
-    /// A unique queue name, deleted (with its retry and dead-letter queues) on cleanup.
+    /// The service name `base`, deleted (with its retry and dead-letter queues) on cleanup. It
+    /// is unique on the broker because the bus's namespace prefixes it
+    /// ([`Env::broker_queue`]).
     pub fn queue(&self, base: &str) -> String {
-        let name = format!("{}.{base}", self.namespace);
-        self.queues.lock().unwrap().push(name.clone());
-        name
+        self.queues.lock().unwrap().push(base.to_owned());
+        base.to_owned()
+    }
+
+    /// The name on the broker of the service queue `queue`, for the transport.
+    pub fn broker_queue(&self, queue: &str) -> String {
+        self.bus.queue_name(queue)
+    }
+
+    /// A unique queue name on the broker, for use with the transport directly; deleted on
+    /// cleanup.
+    pub fn raw_queue(&self, base: &str) -> String {
+        self.broker_queue(&self.queue(base))
+    }
+
+    /// The name on the broker of the dead-letter queue of service queue `queue`.
+    pub fn dlq(&self, queue: &str) -> String {
+        dead_letter_queue_name(&self.broker_queue(queue))
+    }
+
+    /// A bus on the same broker in the namespace `<this test's namespace>.<name>`, as a
+    /// tenant sharing the broker. The queues named with [`Env::queue`] and the order exchange
+    /// are deleted in its namespace too on cleanup.
+    pub fn tenant(&self, name: &str) -> Bus {
+        let bus = self
+            .bus
+            .with_namespace(format!("{}.{name}", self.namespace));
+        self.tenants.lock().unwrap().push(bus.clone());
+        bus
     }
 
     /// A service on the queue `base` (made unique) with the fast test retry policy.
@@ -149,15 +181,36 @@ impl Env {
         }
     }
 
+    /// Waits until `queue` (a name on the broker) holds `n` ready messages; a queue that does
+    /// not exist (yet) holds none. Fails after 10 s.
+    pub async fn wait_for_len(&self, queue: &str, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let len = self.transport().queue_len(queue).await;
+            if matches!(len, Ok(len) if len == n) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{queue} does not hold {n} messages within 10 s: {len:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn cleanup(&self) {
         let queues = std::mem::take(&mut *self.queues.lock().unwrap());
-        for q in queues {
-            let _ = delete_service_queues(&self.bus, &q, &test_policy()).await;
+        let mut buses = std::mem::take(&mut *self.tenants.lock().unwrap());
+        buses.push(self.bus.clone());
+        for bus in &buses {
+            for q in &queues {
+                let _ = delete_service_queues(bus, q, &test_policy()).await;
+            }
+            let _ = self
+                .transport()
+                .delete_exchange(&bus.exchange_name(ORDER))
+                .await;
         }
-        let _ = self
-            .transport()
-            .delete_exchange(&self.order_exchange())
-            .await;
         self.bus.close().await;
     }
 }

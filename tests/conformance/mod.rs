@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use event_manager::envelope::{self, ReceivedVersion};
-use event_manager::service::dead_letter_queue_name;
 use event_manager::transport::{QueueKind, QueueSpec};
 use event_manager::{
     Delivery, HandlerError, PublishError, RetryPolicy, TopologyError, replay_dead_letters,
@@ -15,6 +14,9 @@ use event_manager::{
 use event_manager_examples::{ORDER, Order, OrderSubmittedV2};
 
 use crate::common::{Env, recorder};
+
+mod delivery;
+pub use delivery::*;
 
 /// Generates one `#[tokio::test]` per conformance case for the environment `$env`.
 #[macro_export]
@@ -67,6 +69,16 @@ macro_rules! all_conformance_cases {
             dual_published_event_is_handled_once_per_service,
             quorum_queue_is_opt_in,
             wrong_version_header_is_dead_lettered_at_once,
+            namespaces_keep_tenants_apart,
+            every_callback_runs_to_completion_when_one_fails,
+            panicking_decoder_is_dead_lettered_and_the_consumer_keeps_running,
+            panicking_upcaster_is_dead_lettered_and_the_consumer_keeps_running,
+            callback_panicking_before_its_future_is_retried,
+            replay_ends_even_when_the_replayed_messages_fail_again,
+            huge_attempts_header_means_the_attempts_are_used_up,
+            deleted_dead_letter_queue_is_declared_again,
+            publish_declares_a_deleted_exchange_again,
+            running_service_declares_its_topology_again,
         );
     };
 }
@@ -235,7 +247,7 @@ pub async fn redeclaring_is_idempotent(env: &Env) {
         billing.on(Order::SUBMIT, |_: Order, _| async { ok() });
         billing.start().await.unwrap().shutdown().await.unwrap();
     }
-    let spec = QueueSpec::durable(env.queue("plain"));
+    let spec = QueueSpec::durable(env.raw_queue("plain"));
     env.transport().declare_queue(&spec).await.unwrap();
     env.transport().declare_queue(&spec).await.unwrap();
     let name = env.order_exchange();
@@ -244,7 +256,7 @@ pub async fn redeclaring_is_idempotent(env: &Env) {
 }
 
 pub async fn argument_mismatch_is_a_named_error(env: &Env) {
-    let name = env.queue("ttl");
+    let name = env.raw_queue("ttl");
     let mut spec = QueueSpec::durable(&name);
     spec.message_ttl = Some(Duration::from_secs(1));
     env.transport().declare_queue(&spec).await.unwrap();
@@ -322,7 +334,7 @@ pub async fn failing_twice_then_succeeding_is_handled_once_on_attempt_3(env: &En
     assert_eq!(seen.take(1).await, [(5, 3)]);
     seen.quiet(Duration::from_millis(300)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    let dlq = dead_letter_queue_name(&queue);
+    let dlq = env.dlq(&queue);
     assert_eq!(env.transport().queue_len(&dlq).await.unwrap(), 0);
     running.shutdown().await.unwrap();
 }
@@ -341,7 +353,7 @@ pub async fn always_failing_callback_ends_in_the_dead_letter_queue(env: &Env) {
     let queue = billing.queue().to_owned();
     let running = billing.start().await.unwrap();
     let published = Order::sample(6).submit(&env.bus).await.unwrap();
-    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let dead = env.take(&env.dlq(&queue)).await;
     let h = &dead.properties.headers;
     let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
     assert!(reason.contains("gave up after 3 attempt(s)"), "{reason}");
@@ -381,7 +393,7 @@ pub async fn permanent_error_is_dead_lettered_at_once(env: &Env) {
     let queue = billing.queue().to_owned();
     let running = billing.start().await.unwrap();
     Order::sample(8).submit(&env.bus).await.unwrap();
-    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let dead = env.take(&env.dlq(&queue)).await;
     let h = &dead.properties.headers;
     assert!(
         h.get_str(envelope::DEAD_LETTER_REASON_HEADER)
@@ -434,7 +446,7 @@ pub async fn malformed_body_is_dead_lettered_at_once(env: &Env) {
     .unwrap();
     let mut reasons = Vec::new();
     for _ in 0..3 {
-        let dead = env.take(&dead_letter_queue_name(&queue)).await;
+        let dead = env.take(&env.dlq(&queue)).await;
         let h = &dead.properties.headers;
         let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
         assert!(reason.contains("does not decode"), "{reason}");
@@ -456,7 +468,7 @@ pub async fn oversized_body_is_dead_lettered_at_once(env: &Env) {
         ..Order::sample(1)
     };
     order.submit(&env.bus).await.unwrap();
-    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let dead = env.take(&env.dlq(&queue)).await;
     let reason = dead
         .properties
         .headers
@@ -471,7 +483,7 @@ pub async fn oversized_body_is_dead_lettered_at_once(env: &Env) {
 pub async fn routing_key_without_callback_is_dead_lettered(env: &Env) {
     let (queue, running, calls) = never_called_service(env, "order.#", None).await;
     Order::sample(2).chargeback(&env.bus).await.unwrap();
-    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let dead = env.take(&env.dlq(&queue)).await;
     let reason = dead
         .properties
         .headers
@@ -527,7 +539,7 @@ pub async fn replayed_dead_letter_is_delivered_again(env: &Env) {
     let queue = billing.queue().to_owned();
     let running = billing.start().await.unwrap();
     Order::sample(21).submit(&env.bus).await.unwrap();
-    let dlq = dead_letter_queue_name(&queue);
+    let dlq = env.dlq(&queue);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while env.transport().queue_len(&dlq).await.unwrap() == 0 {
         assert!(
@@ -612,7 +624,7 @@ pub async fn v1_only_consumer_dead_letters_v2_as_unsupported_version(env: &Env) 
     v2.submit(&env.bus).await.unwrap();
     Order::sample(5).submit(&env.bus).await.unwrap();
     assert_eq!(seen.take(1).await, [5]);
-    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let dead = env.take(&env.dlq(&queue)).await;
     let h = &dead.properties.headers;
     let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
     assert!(reason.starts_with("unsupported version"), "{reason}");
@@ -701,12 +713,15 @@ pub async fn shutdown_lets_running_callbacks_finish(env: &Env) {
     assert_eq!(seen.take(1).await, [51]);
     // Acknowledged before the subscription closed: nothing left, nothing dead-lettered.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 0);
     assert_eq!(
         env.transport()
-            .queue_len(&dead_letter_queue_name(&queue))
+            .queue_len(&env.broker_queue(&queue))
             .await
             .unwrap(),
+        0
+    );
+    assert_eq!(
+        env.transport().queue_len(&env.dlq(&queue)).await.unwrap(),
         0
     );
 }
@@ -791,7 +806,7 @@ pub async fn dual_published_event_is_handled_once_per_service(env: &Env) {
     assert_eq!(got, ["new order.v2.submit 9 USD", "old order.v1.submit 9"]);
     seen.quiet(Duration::from_millis(300)).await;
     for queue in [old_queue, new_queue] {
-        let dlq = dead_letter_queue_name(&queue);
+        let dlq = env.dlq(&queue);
         assert_eq!(env.transport().queue_len(&dlq).await.unwrap(), 0, "{dlq}");
     }
     old.shutdown().await.unwrap();
@@ -817,7 +832,7 @@ pub async fn quorum_queue_is_opt_in(env: &Env) {
     // The queue exists as a quorum queue: declaring it classic is a named mismatch.
     let err = env
         .transport()
-        .declare_queue(&QueueSpec::durable(&queue))
+        .declare_queue(&QueueSpec::durable(env.broker_queue(&queue)))
         .await
         .unwrap_err();
     assert!(
@@ -845,7 +860,7 @@ pub async fn wrong_version_header_is_dead_lettered_at_once(env: &Env) {
     .unwrap();
     let mut reasons = Vec::new();
     for _ in 0..2 {
-        let dead = env.take(&dead_letter_queue_name(&queue)).await;
+        let dead = env.take(&env.dlq(&queue)).await;
         let h = &dead.properties.headers;
         assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
         reasons.push(

@@ -28,8 +28,8 @@ const RESUBSCRIBE_ATTEMPTS: u32 = 5;
 /// The pause between two of those tries.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
 
-/// How long one periodic topology check may take before it is abandoned (and logged).
-const TOPOLOGY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one re-declaration of the topology may take before it is abandoned (and logged).
+const REDECLARE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every message task of one service shares.
 pub(super) struct Shared {
@@ -44,10 +44,21 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Declares the service's topology again, after a forward found a queue missing.
+    /// Declares the service's topology again (a forward found a queue missing, or the
+    /// periodic check), within [`REDECLARE_TIMEOUT`].
     pub(super) async fn redeclare(&self) -> Result<(), TopologyError> {
-        let _one_at_a_time = self.redeclaring.lock().await;
-        self.topology.declare().await
+        let declare = async {
+            let _one_at_a_time = self.redeclaring.lock().await;
+            self.topology.declare().await
+        };
+        tokio::time::timeout(REDECLARE_TIMEOUT, declare)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TopologyError::Connection {
+                    entity: format!("the topology of queue `{}`", self.topology.queue),
+                    detail: format!("not declared within {REDECLARE_TIMEOUT:?}"),
+                })
+            })
     }
 }
 
@@ -168,14 +179,9 @@ async fn consume_loop(
     let mut in_flight = FuturesUnordered::new();
     let mut spare = None;
     let mut check: Option<BoxFuture<'static, ()>> = None;
-    // At most a year apart: a longer period only risks overflowing the timer.
-    let every = limits
-        .topology_check
-        .min(Duration::from_secs(365 * 24 * 3600));
     let mut retired: Vec<Box<dyn Subscription>> = Vec::new();
     let mut failure = None;
-    let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticker = check_ticker(limits.topology_check);
     let ended = {
         let stopped = stop.wait_for(|s| *s);
         tokio::pin!(stopped);
@@ -227,19 +233,9 @@ async fn consume_loop(
             }
         }
     };
-    let _ = closing.send(true);
     drop(check);
-    wind_down(
-        &shared.topology.queue,
-        &mut subscription,
-        &mut in_flight,
-        limits.grace,
-    )
-    .await;
-    // Unsettled deliveries go back to the queue when dropped with the subscription.
-    drop(in_flight);
-    drop(subscription);
-    drop(retired);
+    let _ = closing.send(true);
+    wind_down(&shared, subscription, in_flight, retired, limits.grace).await;
     if ended && !*stop.borrow() {
         return Err(ConsumeError::Connection {
             queue: shared.topology.queue.clone(),
@@ -289,15 +285,27 @@ async fn resubscribe(
     ))
 }
 
+/// The timer of the periodic topology check, first firing one `every` from now.
+fn check_ticker(every: Duration) -> tokio::time::Interval {
+    // At most a year apart: a longer period only risks overflowing the timer.
+    let every = every.min(Duration::from_secs(365 * 24 * 3600));
+    let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}
+
 /// Cancels the subscription and lets the running messages finish, both within `grace`: the
 /// cancel has its own, shorter deadline ([`CANCEL_TIMEOUT`]) and the messages keep running
-/// meanwhile. What is unfinished at the end is left to the caller to drop.
+/// meanwhile. What is unfinished at the end is dropped unsettled, with the subscriptions: the
+/// broker delivers it again.
 async fn wind_down<F: std::future::Future<Output = ()>>(
-    queue: &str,
-    subscription: &mut Box<dyn Subscription>,
-    in_flight: &mut FuturesUnordered<F>,
+    shared: &Shared,
+    mut subscription: Box<dyn Subscription>,
+    mut in_flight: FuturesUnordered<F>,
+    retired: Vec<Box<dyn Subscription>>,
     grace: Duration,
 ) {
+    let queue = &shared.topology.queue;
     let deadline = Instant::now() + grace;
     let cancel = async {
         let cancel_deadline = Instant::now() + grace.min(CANCEL_TIMEOUT);
@@ -319,20 +327,19 @@ async fn wind_down<F: std::future::Future<Output = ()>>(
             "shutdown grace period over; unfinished messages go back to the queue"
         );
     }
+    // Unsettled deliveries go back to the queue when dropped with the subscription.
+    drop(in_flight);
+    drop(subscription);
+    drop(retired);
 }
 
 /// One periodic re-declaration of the topology, with a deadline; a failure is logged only.
 fn topology_check(shared: Arc<Shared>) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let queue = &shared.topology.queue;
-        match tokio::time::timeout(TOPOLOGY_CHECK_TIMEOUT, shared.redeclare()).await {
-            Ok(Ok(())) => tracing::trace!(%queue, "topology checked"),
-            Ok(Err(error)) => tracing::warn!(%queue, %error, "topology check failed"),
-            Err(_) => tracing::warn!(
-                %queue,
-                timeout = ?TOPOLOGY_CHECK_TIMEOUT,
-                "topology check did not finish in time"
-            ),
+        match shared.redeclare().await {
+            Ok(()) => tracing::trace!(%queue, "topology checked"),
+            Err(error) => tracing::warn!(%queue, %error, "topology check failed"),
         }
     })
 }

@@ -142,7 +142,7 @@ enum Event {
     HealthChanged,
     Decided(Vec<(Pending, Decision)>),
     Recovered(Result<Option<Channel>, String>),
-    Request(Option<Pending>),
+    Request(Option<Box<Pending>>),
     Deadline,
 }
 
@@ -187,7 +187,7 @@ impl Task {
                     self.fail_everything(&reason, &mut requests);
                     return;
                 }
-                Event::Request(Some(pending)) => self.send(pending).await,
+                Event::Request(Some(pending)) => self.send(*pending).await,
                 Event::Request(None) => return,
                 Event::Deadline => self.expire(),
             }
@@ -224,7 +224,7 @@ impl Task {
                 *recovering = None;
                 Event::Recovered(result)
             }
-            request = requests.recv(), if can_take => Event::Request(request),
+            request = requests.recv(), if can_take => Event::Request(request.map(Box::new)),
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 Event::Deadline
             }
