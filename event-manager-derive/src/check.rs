@@ -2,9 +2,11 @@
 
 use std::collections::HashSet;
 
+use syn::spanned::Spanned;
 use syn::{DeriveInput, Expr};
 
-use crate::attr::{Contract, Errors};
+use crate::attr::Contract;
+use crate::ctxt::Ctxt;
 
 /// A contract that passed every check.
 pub struct Valid {
@@ -14,35 +16,52 @@ pub struct Valid {
     pub names: Vec<String>,
 }
 
+/// Rust's strict and reserved keywords (edition 2024): none can name a method, and the derive
+/// generates one per event (`order.submit(&bus)`).
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "gen", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+pub fn is_keyword(name: &str) -> bool {
+    KEYWORDS.contains(&name)
+}
+
 fn is_event_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z'))
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-pub fn validate(input: &DeriveInput, contract: Contract) -> Result<Valid, syn::Error> {
-    let mut errors = Errors::default();
+/// Checks `contract`, reporting every problem into `cx`; `None` when any was found (here or
+/// while parsing).
+pub fn validate(cx: &Ctxt, input: &DeriveInput, contract: &Contract) -> Option<Valid> {
     if !input.generics.params.is_empty() {
-        errors.spanned(
-            input.generics.params[0].span_of(),
+        cx.error_spanned_at(
+            input.generics.params[0].span(),
             "#[derive(Event)] does not support generic payload types: a contract has one concrete schema",
         );
     }
-    if contract.exchange.is_none() {
-        errors.spanned(
+    // Without the attribute, its parts are not reported missing one by one.
+    if contract.saw_attr && contract.exchange.is_none() && !contract.is_malformed("exchange") {
+        cx.error_spanned_at(
             contract.attr_span,
             "missing `exchange = ...` in #[event(...)], e.g. `exchange = ORDER` where `const ORDER: Exchange = Exchange::topic(\"order\")`",
         );
     }
-    let mut version_out = (String::new(), 0);
+    let mut version = None;
     match &contract.version {
-        None => errors.spanned(
+        None if contract.saw_attr && !contract.is_malformed("version") => cx.error_spanned_at(
             contract.attr_span,
             "missing `version = \"MAJOR.MINOR.PATCH\"` in #[event(...)]",
         ),
+        None => {}
         Some(lit) => match semver::Version::parse(&lit.value()) {
-            Ok(v) => version_out = (v.to_string(), v.major),
-            Err(e) => errors.spanned(
+            Ok(v) => version = Some(v),
+            Err(e) => cx.error_spanned_at(
                 lit.span(),
                 format!(
                     "`{}` is not a semver version ({e}); write e.g. \"1.2.0\"",
@@ -51,8 +70,12 @@ pub fn validate(input: &DeriveInput, contract: Contract) -> Result<Valid, syn::E
             ),
         },
     }
-    if contract.names.is_empty() {
-        errors.spanned(
+    if contract.saw_attr
+        && contract.names.is_empty()
+        && !contract.is_malformed("events")
+        && !contract.is_malformed("name")
+    {
+        cx.error_spanned_at(
             contract.attr_span,
             "no event named in #[event(...)]: add `events(submit, ...)` or `name = \"submit\"`",
         );
@@ -60,7 +83,7 @@ pub fn validate(input: &DeriveInput, contract: Contract) -> Result<Valid, syn::E
     let mut seen = HashSet::new();
     for n in &contract.names {
         if n.name.contains('.') || n.name.contains('*') || n.name.contains('#') {
-            errors.spanned(
+            cx.error_spanned_at(
                 n.span,
                 format!(
                     "event name `{}` must be one word: no `.`, `*` or `#` (the routing key `<exchange>.v<major>.<event>` adds the dots)",
@@ -68,32 +91,33 @@ pub fn validate(input: &DeriveInput, contract: Contract) -> Result<Valid, syn::E
                 ),
             );
         } else if !is_event_name(&n.name) {
-            errors.spanned(
+            cx.error_spanned_at(
                 n.span,
                 format!(
                     "event name `{}` must be a lower-case word of `a-z 0-9 _` starting with a letter",
                     n.name
                 ),
             );
+        } else if is_keyword(&n.name) {
+            cx.error_spanned_at(
+                n.span,
+                format!(
+                    "event name `{}` is a Rust keyword and cannot name the publish method `.{}(&bus)`; choose another word",
+                    n.name, n.name
+                ),
+            );
         } else if !seen.insert(n.name.clone()) {
-            errors.spanned(n.span, format!("duplicate event name `{}`", n.name));
+            cx.error_spanned_at(n.span, format!("duplicate event name `{}`", n.name));
         }
     }
-    let (version, major) = version_out;
-    errors.finish(Valid {
-        exchange: contract.exchange.unwrap_or_else(|| syn::parse_quote!(())),
-        version,
-        major,
-        names: contract.names.into_iter().map(|n| n.name).collect(),
-    })
-}
-
-trait SpanOf {
-    fn span_of(&self) -> proc_macro2::Span;
-}
-
-impl<T: syn::spanned::Spanned> SpanOf for T {
-    fn span_of(&self) -> proc_macro2::Span {
-        self.span()
+    if cx.has_errors() {
+        return None;
     }
+    let version = version?;
+    Some(Valid {
+        exchange: contract.exchange.clone()?,
+        major: version.major,
+        version: version.to_string(),
+        names: contract.names.iter().map(|n| n.name.clone()).collect(),
+    })
 }

@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::contract::EventContract;
 use crate::error::PublishError;
 use crate::message::{Bytes, HeaderValue, Headers, Message, Properties};
-use crate::routing::major_from_key;
+use crate::routing::EventKey;
 
 /// The content type of every event body.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -431,7 +431,7 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
         }
     }
     let routing_key = original_key.unwrap_or(&message.routing_key);
-    let key_major = major_from_key(routing_key);
+    let key_major = EventKey::parse(routing_key).map(|k| k.major());
     let version = match version_text {
         Some(text) => {
             let v = semver::Version::parse(text)

@@ -54,7 +54,8 @@
 //! ## Parts
 //!
 //! * [`contract`]: [`Exchange`], the [`Event`] trait, [`EventDef`] and [`EventContract`].
-//! * [`routing`]: [`RoutingKey`], [`BindingPattern`] and RabbitMQ's topic matching rules.
+//! * [`routing`]: [`RoutingKey`], [`EventKey`] (the `<exchange>.v<major>.<event>` scheme),
+//!   [`BindingPattern`] and RabbitMQ's topic matching rules.
 //! * [`registry`]: every contract linked into the binary.
 //! * [`envelope`]: the wire format (body, properties, headers).
 //! * [`transport`]: the in-memory broker and RabbitMQ through `lapin`.
@@ -87,7 +88,7 @@ pub use bus::{Bus, PublishOptions, Published, VersionedPublish};
 pub use contract::{Event, EventContract, EventDef, Exchange, ExchangeKind};
 pub use error::{ConnectError, ConsumeError, PublishError, TopologyError};
 pub use event_manager_derive::Event;
-pub use routing::{BindingPattern, RoutingError, RoutingKey};
+pub use routing::{BindingPattern, EventKey, RoutingError, RoutingKey};
 pub use service::{
     Delivery, HandlerError, OnEvent, RetryPolicy, RunningService, Service, replay_dead_letters,
 };
@@ -98,6 +99,29 @@ pub mod __private {
     pub use crate::contract::{EventContract, EventDef};
     pub use inventory;
 
+    use crate::contract::Exchange;
+    use crate::routing::{EventKey, copy};
+
+    /// The value of `Order::SUBMIT` in the code `#[derive(Event)]` emits next to its errors,
+    /// so that uses of the constant type-check. Never registered, never run: that code does
+    /// not compile.
+    pub const fn fallback_event_def<T>() -> EventDef<T> {
+        fn no_schema() -> schemars::Schema {
+            schemars::Schema::default()
+        }
+        EventDef::__new(EventContract::__new(
+            Exchange::topic("invalid"),
+            "invalid",
+            "0.0.0",
+            0,
+            "invalid.v0.invalid",
+            "invalid",
+            "invalid",
+            "",
+            no_schema,
+        ))
+    }
+
     /// The JSON Schema of `T` (2020-12).
     pub fn root_schema<T: schemars::JsonSchema>() -> schemars::Schema {
         schemars::generate::SchemaSettings::draft2020_12()
@@ -105,50 +129,19 @@ pub mod __private {
             .into_root_schema_for::<T>()
     }
 
-    const fn digits(mut n: u64) -> usize {
-        let mut d = 1;
-        while n >= 10 {
-            n /= 10;
-            d += 1;
-        }
-        d
-    }
-
-    /// The length of `<exchange>.v<major>.<event>`.
+    /// The length of `<exchange>.v<major>.<event>` (see [`EventKey`]).
     pub const fn routing_key_len(exchange: &str, major: u64, event: &str) -> usize {
-        exchange.len() + 2 + digits(major) + 1 + event.len()
+        EventKey::new(exchange, major, event).len()
     }
 
-    const fn copy(out: &mut [u8], at: usize, from: &[u8]) -> usize {
-        let mut i = 0;
-        while i < from.len() {
-            out[at + i] = from[i];
-            i += 1;
-        }
-        at + from.len()
-    }
-
-    /// The bytes of `<exchange>.v<major>.<event>`; `N` must be [`routing_key_len`].
+    /// The bytes of `<exchange>.v<major>.<event>` (see [`EventKey`]); `N` must be
+    /// [`routing_key_len`].
     pub const fn routing_key_bytes<const N: usize>(
         exchange: &str,
         major: u64,
         event: &str,
     ) -> [u8; N] {
-        let mut out = [0u8; N];
-        let mut at = copy(&mut out, 0, exchange.as_bytes());
-        at = copy(&mut out, at, b".v");
-        let d = digits(major);
-        let mut i = 0;
-        let mut m = major;
-        while i < d {
-            out[at + d - 1 - i] = b'0' + (m % 10) as u8;
-            m /= 10;
-            i += 1;
-        }
-        at += d;
-        at = copy(&mut out, at, b".");
-        copy(&mut out, at, event.as_bytes());
-        out
+        EventKey::new(exchange, major, event).to_bytes::<N>()
     }
 
     /// The length of the schema id of the event with `routing_key`.

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use crate::contract::{EventContract, Exchange};
-use crate::routing::{RoutingKey, major_from_key};
+use crate::routing::EventKey;
 
 inventory::collect!(EventContract);
 
@@ -95,20 +95,13 @@ pub fn check(contracts: &[&EventContract]) -> Result<(), RegistryError> {
     let mut by_key: BTreeMap<&str, &EventContract> = BTreeMap::new();
     let mut exchanges: BTreeMap<&str, Exchange> = BTreeMap::new();
     for &c in contracts {
-        let expected = format!(
-            "{}.v{}.{}",
-            c.exchange().name(),
-            c.version().major,
-            c.name()
-        );
-        let well_formed = RoutingKey::parse(c.routing_key()).is_ok()
-            && major_from_key(c.routing_key()) == Some(c.major());
-        if !well_formed || c.routing_key() != expected {
+        let expected = EventKey::new(c.exchange().name(), c.version().major, c.name());
+        if EventKey::parse(c.routing_key()) != Some(expected) || expected.major() != c.major() {
             return Err(RegistryError::VersionMismatch {
                 routing_key: c.routing_key().to_owned(),
                 type_name: c.type_name().to_owned(),
                 version: c.version_str().to_owned(),
-                expected,
+                expected: expected.to_string(),
             });
         }
         if let Some(first) = by_key.insert(c.routing_key(), c)

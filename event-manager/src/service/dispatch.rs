@@ -10,6 +10,7 @@ use super::runner::Shared;
 use super::settle::settle;
 use crate::envelope;
 use crate::message::Message;
+use crate::routing::EventKey;
 use crate::transport::Incoming;
 
 /// How one message ends.
@@ -105,20 +106,16 @@ async fn run_callbacks(
 fn preferred_copy<'m>(shared: &Shared, received: &envelope::Received<'m>) -> Option<&'m str> {
     envelope::copies(received.published_as?)
         .filter(|key| shared.routes.contains_key(key))
-        .max_by_key(|key| crate::routing::major_from_key(key))
+        .max_by_key(|key| EventKey::parse(key).map(|k| k.major()))
 }
 
 fn no_route_reason(shared: &Shared, key: &str) -> String {
-    let words: Vec<&str> = key.split('.').collect();
-    if let [exchange, _, event] = words.as_slice() {
+    if let Some(event) = EventKey::parse(key) {
         let accepted: Vec<&str> = shared
             .routes
             .keys()
             .copied()
-            .filter(|k| {
-                let w: Vec<&str> = k.split('.').collect();
-                w.len() == 3 && w[0] == *exchange && w[2] == *event
-            })
+            .filter(|k| EventKey::parse(k).is_some_and(|k| k.same_event(&event)))
             .collect();
         if !accepted.is_empty() {
             return format!(
