@@ -4,27 +4,26 @@
 //! ```text
 //! AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example logistics_service -- --expect 5000
 //! ```
+//!
+//! Takes the same options and environment as `billing_service`.
 
 use clap::Parser;
-use event_manager::Bus;
 use event_manager_examples::{Order, cli, services};
 
 /// Handles orders until enough distinct ones were seen.
 #[derive(Parser)]
 struct Args {
-    /// Exit after this many distinct orders (default: run until a signal).
-    #[arg(long, default_value_t = usize::MAX)]
-    expect: usize,
+    #[command(flatten)]
+    run: cli::RunArgs,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let bus = Bus::from_env().await?.with_app_id("logistics");
+    let bus = cli::bus_from_env("logistics").await?;
     let service = services::logistics(&bus);
     let handled =
-        cli::count_distinct_orders(service, &[Order::SUBMIT, Order::CHARGEBACK], args.expect)
-            .await?;
+        cli::count_distinct_orders(service, &[Order::SUBMIT, Order::CHARGEBACK], &args.run).await?;
     println!("handled {handled}");
     bus.close().await;
     Ok(())

@@ -4,10 +4,11 @@
 //! ```text
 //! AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example order_service -- --count 10000
 //! ```
+//!
+//! `EVENT_MANAGER_NAMESPACE=ns` puts its exchange and the queues it declares in a namespace.
 
 use clap::Parser;
-use event_manager::Bus;
-use event_manager_examples::{Order, services};
+use event_manager_examples::{Order, cli, services};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 /// Publishes orders.
@@ -24,7 +25,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let bus = Bus::from_env().await?.with_app_id("order");
+    let bus = cli::bus_from_env("order").await?;
     // Declare the subscribers' queues: orders published before they start wait there.
     services::billing(&bus).declare().await?;
     services::logistics(&bus).declare().await?;

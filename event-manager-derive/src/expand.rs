@@ -83,12 +83,9 @@ pub fn expand(input: &DeriveInput, contract: &Valid) -> TokenStream {
             #[doc = #def_doc]
             pub const #def: #krate::EventDef<#ty> = #krate::__private::EventDef::__new(#contract_ident);
 
-            #[doc = #method_doc]
-            pub async fn #method(
-                &self,
-                bus: &#krate::Bus,
-            ) -> ::core::result::Result<#krate::Published, #krate::PublishError> {
-                bus.publish(Self::#def, self).await
+            #krate::__private::publish_method! {
+                #[doc = #method_doc]
+                #method, #def
             }
         });
         contracts.push(contract_ident);

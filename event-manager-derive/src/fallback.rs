@@ -27,12 +27,7 @@ pub fn expand(input: &DeriveInput, contract: &Contract) -> TokenStream {
             quote! {
                 pub const #def: #krate::EventDef<Self> = #krate::__private::fallback_event_def();
 
-                pub async fn #method(
-                    &self,
-                    _bus: &#krate::Bus,
-                ) -> ::core::result::Result<#krate::Published, #krate::PublishError> {
-                    ::core::unimplemented!()
-                }
+                #krate::__private::publish_method! { fallback #method }
             }
         });
     quote! {

@@ -11,7 +11,27 @@ use crate::envelope::{self, Origin};
 use crate::error::{ConnectError, PublishError, TopologyError};
 use crate::registry;
 use crate::service::Service;
-use crate::transport::{AmqpOptions, AmqpTransport, InMemoryBroker, TlsOptions, Transport};
+#[cfg(feature = "amqp")]
+use crate::transport::{AmqpOptions, AmqpTransport, TlsOptions};
+use crate::transport::{InMemoryBroker, Transport};
+
+/// The scheme of a broker URL: `amqp` for `amqp://…`.
+fn scheme(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(s, _)| s)
+}
+
+/// The error for a URL scheme this build cannot connect to.
+fn unsupported_scheme(scheme: &str) -> ConnectError {
+    match scheme {
+        "amqp" | "amqps" if !cfg!(feature = "amqp") => ConnectError::FeatureDisabled {
+            scheme: scheme.to_owned(),
+            feature: "amqp",
+        },
+        other => ConnectError::UnsupportedScheme {
+            scheme: other.to_owned(),
+        },
+    }
+}
 
 /// The environment variable [`Bus::from_env`] reads the broker URL from.
 pub const AMQP_URL_ENV: &str = "AMQP_URL";
@@ -204,13 +224,24 @@ impl Bus {
     }
 
     /// Connects to the broker at `url`: `amqp://` or `amqps://` for RabbitMQ, `memory://` for a
-    /// new in-memory broker. Checks the registered contracts first.
+    /// new in-memory broker. Checks the registered contracts first. Without the `amqp`
+    /// feature, an `amqp://` or `amqps://` URL is [`ConnectError::FeatureDisabled`].
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
-        Self::connect_with_tls(url, &TlsOptions::default()).await
+        #[cfg(feature = "amqp")]
+        return Self::connect_with_tls(url, &TlsOptions::default()).await;
+        #[cfg(not(feature = "amqp"))]
+        {
+            registry::validate()?;
+            match scheme(url) {
+                "memory" => Ok(Self::in_memory()),
+                other => Err(unsupported_scheme(other)),
+            }
+        }
     }
 
     /// [`Bus::connect`] trusting, for `amqps://`, the extra CA certificates of `tls` (a
     /// private CA) besides the platform's roots.
+    #[cfg(feature = "amqp")]
     pub async fn connect_with_tls(url: &str, tls: &TlsOptions) -> Result<Self, ConnectError> {
         Self::connect_with(url, &AmqpOptions::default().tls(tls.clone())).await
     }
@@ -232,17 +263,15 @@ impl Bus {
     /// let bus = Bus::connect_with("amqp://guest:guest@127.0.0.1:5672/%2f", &options).await?;
     /// # let _ = bus; Ok(()) }
     /// ```
+    #[cfg(feature = "amqp")]
     pub async fn connect_with(url: &str, options: &AmqpOptions) -> Result<Self, ConnectError> {
         registry::validate()?;
-        let scheme = url.split_once("://").map_or(url, |(s, _)| s);
-        match scheme {
+        match scheme(url) {
             "memory" => Ok(Self::in_memory()),
             "amqp" | "amqps" => Ok(Self::with_transport(
                 AmqpTransport::connect_with(url, options).await?,
             )),
-            other => Err(ConnectError::UnsupportedScheme {
-                scheme: other.to_owned(),
-            }),
+            other => Err(unsupported_scheme(other)),
         }
     }
 
@@ -252,9 +281,12 @@ impl Bus {
     /// for `amqps://`), `AMQP_GIVE_UP_AFTER` and `AMQP_CONFIRM_TIMEOUT`.
     pub async fn from_env() -> Result<Self, ConnectError> {
         match std::env::var(AMQP_URL_ENV) {
+            #[cfg(feature = "amqp")]
             Ok(url) if !url.trim().is_empty() => {
                 Self::connect_with(url.trim(), &AmqpOptions::from_env()?).await
             }
+            #[cfg(not(feature = "amqp"))]
+            Ok(url) if !url.trim().is_empty() => Self::connect(url.trim()).await,
             _ => Self::connect("memory://").await,
         }
     }
@@ -272,8 +304,9 @@ impl Bus {
 
     /// The same connection, with every exchange and queue name prefixed by `namespace` and a
     /// dot: exchange `order` becomes `test42.order`, the queue of service `billing_order`
-    /// becomes `test42.billing_order` (its wait queues `test42.billing_order.retry.<ms>ms` and
-    /// its dead-letter queue `test42.billing_order.dlq`). Routing keys do not change. Lets
+    /// becomes `test42.billing_order` (its wait queues `test42.billing_order.wait.<ms>ms`,
+    /// retry queue `test42.billing_order.retried` and dead-letter queue
+    /// `test42.billing_order.dlq`). Routing keys do not change. Lets
     /// tests, or tenants sharing one broker, run the same contracts and services side by side
     /// without seeing each other's events.
     ///
@@ -495,5 +528,38 @@ impl Bus {
     /// Closes the connection.
     pub async fn close(&self) {
         self.inner.transport.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_a_named_error() {
+        let err = Bus::connect("kafka://localhost").await.unwrap_err();
+        assert!(
+            matches!(&err, ConnectError::UnsupportedScheme { scheme } if scheme == "kafka"),
+            "{err:?}"
+        );
+    }
+
+    #[cfg(not(feature = "amqp"))]
+    #[tokio::test]
+    async fn an_amqp_url_without_the_amqp_feature_names_the_feature() {
+        for url in ["amqp://guest:guest@127.0.0.1:5672/%2f", "amqps://broker"] {
+            let err = Bus::connect(url).await.unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    ConnectError::FeatureDisabled {
+                        feature: "amqp",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("`amqp` feature"), "{err}");
+        }
     }
 }

@@ -16,7 +16,8 @@
 //! Messages moved to a retry or dead-letter queue keep body, properties and headers, and carry
 //! the original exchange and routing key in [`ORIGINAL_EXCHANGE_HEADER`] and
 //! [`ORIGINAL_ROUTING_KEY_HEADER`], the number of attempts made in [`ATTEMPTS_HEADER`]; dead
-//! letters add [`DEAD_LETTER_REASON_HEADER`], [`FAILED_AT_HEADER`] and [`SERVICE_HEADER`].
+//! letters add [`DEAD_LETTER_REASON_HEADER`] (text) and [`DEAD_LETTER_KIND_HEADER`] (a
+//! [`DeadLetterKind`]), [`FAILED_AT_HEADER`] and [`SERVICE_HEADER`].
 //! Copies of one event published in several majors at once share their message id and list
 //! each other in [`PUBLISHED_AS_HEADER`].
 
@@ -44,8 +45,10 @@ pub const ATTEMPTS_HEADER: &str = "x-attempts";
 pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
 /// Header with the routing key the event was first published with (retries and dead letters).
 pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
-/// Header with why a message was dead-lettered.
+/// Header with why a message was dead-lettered, as text for people.
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
+/// Header with why a message was dead-lettered, for programs: a [`DeadLetterKind`].
+pub const DEAD_LETTER_KIND_HEADER: &str = "x-dead-letter-kind";
 /// Header with when a message was dead-lettered (RFC 3339).
 pub const FAILED_AT_HEADER: &str = "x-failed-at";
 /// Header with the service (queue) that dead-lettered a message.
@@ -136,7 +139,7 @@ fn rfc3339_seconds(secs: u64) -> String {
 }
 
 /// Every header name of the wire contract.
-const HEADER_NAMES: [&str; 17] = [
+const HEADER_NAMES: [&str; 18] = [
     VERSION_HEADER,
     DROPPED_HEADERS_HEADER,
     ORIGINAL_EXPIRATION_HEADER,
@@ -144,6 +147,7 @@ const HEADER_NAMES: [&str; 17] = [
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_KIND_HEADER,
     FAILED_AT_HEADER,
     SERVICE_HEADER,
     TRACEPARENT_HEADER,
@@ -157,6 +161,7 @@ const HEADER_NAMES: [&str; 17] = [
 ];
 
 /// The name of a received header: borrowed when the wire contract knows it, copied otherwise.
+#[cfg_attr(not(feature = "amqp"), allow(dead_code))]
 pub(crate) fn header_name(name: &str) -> Cow<'static, str> {
     HEADER_NAMES
         .iter()
@@ -488,12 +493,106 @@ pub(crate) fn to_retry(message: &Message, wait_queue: &str, attempts: u32) -> Me
     readdressed(message, wait_queue, attempts)
 }
 
+/// Why a message was dead-lettered, as carried in its [`DEAD_LETTER_KIND_HEADER`]; the text
+/// for people is in [`DEAD_LETTER_REASON_HEADER`].
+///
+/// ```
+/// use event_manager::envelope::DeadLetterKind;
+///
+/// assert_eq!(DeadLetterKind::HandlerFailed.as_str(), "handler-failed");
+/// assert_eq!("no-callback".parse(), Ok(DeadLetterKind::NoCallback));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeadLetterKind {
+    /// The body does not decode as the payload type (`undecodable`).
+    Undecodable,
+    /// The service has callbacks for other majors of the event, not this one
+    /// (`unsupported-version`).
+    UnsupportedVersion,
+    /// The service has no callback for the routing key (`no-callback`).
+    NoCallback,
+    /// The callbacks kept failing until the retries were used up (`handler-failed`).
+    HandlerFailed,
+    /// A callback returned a permanent error (`permanent-error`).
+    PermanentError,
+    /// The body is larger than the service accepts (`too-large`).
+    TooLarge,
+    /// The envelope is unreadable, e.g. a version header that is not semver or names
+    /// another major than the routing key (`bad-envelope`).
+    BadEnvelope,
+    /// Decoding or upcasting the payload panicked (`panicked`).
+    Panicked,
+}
+
+impl DeadLetterKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 8] = [
+        Self::Undecodable,
+        Self::UnsupportedVersion,
+        Self::NoCallback,
+        Self::HandlerFailed,
+        Self::PermanentError,
+        Self::TooLarge,
+        Self::BadEnvelope,
+        Self::Panicked,
+    ];
+
+    /// The header value, e.g. `handler-failed`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Undecodable => "undecodable",
+            Self::UnsupportedVersion => "unsupported-version",
+            Self::NoCallback => "no-callback",
+            Self::HandlerFailed => "handler-failed",
+            Self::PermanentError => "permanent-error",
+            Self::TooLarge => "too-large",
+            Self::BadEnvelope => "bad-envelope",
+            Self::Panicked => "panicked",
+        }
+    }
+
+    /// The kind a dead letter carries in its [`DEAD_LETTER_KIND_HEADER`], if it carries a
+    /// known one.
+    pub fn of(message: &Message) -> Option<Self> {
+        message
+            .properties
+            .headers
+            .get_str(DEAD_LETTER_KIND_HEADER)?
+            .parse()
+            .ok()
+    }
+}
+
+impl std::fmt::Display for DeadLetterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A [`DEAD_LETTER_KIND_HEADER`] value that names no [`DeadLetterKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown dead-letter kind `{0}`")]
+pub struct UnknownDeadLetterKind(pub String);
+
+impl std::str::FromStr for DeadLetterKind {
+    type Err = UnknownDeadLetterKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownDeadLetterKind(s.to_owned()))
+    }
+}
+
 /// The message to put in a dead-letter queue, with the reason.
 pub(crate) fn to_dead_letter(
     message: &Message,
     dead_letter_queue: &str,
     service_queue: &str,
     attempts: u32,
+    kind: DeadLetterKind,
     reason: &str,
 ) -> Message {
     let mut copy = readdressed(message, dead_letter_queue, attempts);
@@ -502,6 +601,7 @@ pub(crate) fn to_dead_letter(
         DEAD_LETTER_REASON_HEADER,
         cut(reason, MAX_REASON_BYTES).to_owned(),
     );
+    headers.insert(DEAD_LETTER_KIND_HEADER, kind.as_str().to_owned());
     headers.insert(FAILED_AT_HEADER, rfc3339(now()));
     headers.insert(SERVICE_HEADER, service_queue.to_owned());
     copy
@@ -556,6 +656,7 @@ pub(crate) fn to_replay(dead_letter: &Message, service_queue: &str) -> Message {
     let mut copy = readdressed(dead_letter, service_queue, 0);
     let headers = &mut copy.properties.headers;
     headers.remove(DEAD_LETTER_REASON_HEADER);
+    headers.remove(DEAD_LETTER_KIND_HEADER);
     headers.remove(FAILED_AT_HEADER);
     headers.remove(SERVICE_HEADER);
     if let Some(HeaderValue::Str(expiration)) = headers.remove(ORIGINAL_EXPIRATION_HEADER) {
@@ -616,7 +717,14 @@ mod tests {
         let r = read(&retry).unwrap();
         assert_eq!((r.routing_key, r.attempts), ("order.v1.submit", 1));
         assert_eq!(original_exchange(&retry), "order");
-        let dead = to_dead_letter(&retry, "billing.dlq", "billing", 3, "boom");
+        let dead = to_dead_letter(
+            &retry,
+            "billing.dlq",
+            "billing",
+            3,
+            DeadLetterKind::HandlerFailed,
+            "boom",
+        );
         let h = &dead.properties.headers;
         assert_eq!(
             h.get_str(ORIGINAL_ROUTING_KEY_HEADER),
@@ -624,9 +732,14 @@ mod tests {
         );
         assert_eq!(h.get(ATTEMPTS_HEADER), Some(&HeaderValue::Int(3)));
         assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
+        assert_eq!(
+            DeadLetterKind::of(&dead),
+            Some(DeadLetterKind::HandlerFailed)
+        );
         let replay = to_replay(&dead, "billing");
         assert_eq!(replay.routing_key, "billing");
         assert_eq!(read(&replay).unwrap().attempts, 0);
+        assert_eq!(DeadLetterKind::of(&replay), None);
         assert!(
             replay
                 .properties
@@ -671,7 +784,14 @@ mod tests {
             "meta",
             HeaderValue::Table(vec![("k".to_owned(), HeaderValue::Int(1))]),
         );
-        let dead = to_dead_letter(&m, "billing.dlq", "billing", 3, "boom");
+        let dead = to_dead_letter(
+            &m,
+            "billing.dlq",
+            "billing",
+            3,
+            DeadLetterKind::HandlerFailed,
+            "boom",
+        );
         let d = &dead.properties;
         assert_eq!(d.reply_to.as_deref(), Some("replies"));
         assert_eq!(d.content_encoding.as_deref(), Some("utf-8"));
@@ -702,7 +822,14 @@ mod tests {
         let mut m = bare("order.v1.submit");
         m.properties.headers.insert("big", "x".repeat(100_000));
         m.properties.headers.insert("small", "y");
-        let mut dead = to_dead_letter(&m, "billing.dlq", "billing", 1, &"r".repeat(10_000));
+        let mut dead = to_dead_letter(
+            &m,
+            "billing.dlq",
+            "billing",
+            1,
+            DeadLetterKind::HandlerFailed,
+            &"r".repeat(10_000),
+        );
         assert_eq!(
             dead.properties
                 .headers
@@ -736,5 +863,17 @@ mod tests {
         let a = new_message_id();
         let b = new_message_id();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn dead_letter_kinds_round_trip_through_their_header_values() {
+        for kind in DeadLetterKind::ALL {
+            assert_eq!(kind.as_str().parse(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        assert_eq!(
+            "exploded".parse::<DeadLetterKind>(),
+            Err(UnknownDeadLetterKind("exploded".into()))
+        );
     }
 }

@@ -1,7 +1,79 @@
 //! Error types, one per boundary: connecting, topology, publishing, consuming.
+//!
+//! Where a broker client error is the cause, it is kept as the error's
+//! [`source`](std::error::Error::source); the message names the entity with [`Entity`].
+
+use std::fmt;
+use std::sync::Arc;
 
 use crate::registry::RegistryError;
 use crate::routing::RoutingError;
+
+/// The cause of a failure: an error of the broker client, kept for
+/// [`std::error::Error::source`].
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The broker entity a [`TopologyError`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Entity {
+    /// An exchange, by name.
+    Exchange(String),
+    /// A queue, by name.
+    Queue(String),
+    /// The binding of `queue` to `exchange` with `pattern`.
+    Binding {
+        /// The bound queue.
+        queue: String,
+        /// The exchange it is bound to.
+        exchange: String,
+        /// The binding pattern.
+        pattern: String,
+    },
+    /// Everything a service declares for its queue: exchanges, queues, bindings.
+    ServiceTopology {
+        /// The service queue.
+        queue: String,
+    },
+}
+
+impl Entity {
+    /// The queue this entity is or belongs to, if any.
+    pub fn queue(&self) -> Option<&str> {
+        match self {
+            Self::Queue(queue) | Self::Binding { queue, .. } | Self::ServiceTopology { queue } => {
+                Some(queue)
+            }
+            Self::Exchange(_) => None,
+        }
+    }
+
+    /// The exchange this entity is or is bound to, if any.
+    pub fn exchange(&self) -> Option<&str> {
+        match self {
+            Self::Exchange(exchange) | Self::Binding { exchange, .. } => Some(exchange),
+            Self::Queue(_) | Self::ServiceTopology { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exchange(name) => write!(f, "exchange `{name}`"),
+            Self::Queue(name) => write!(f, "queue `{name}`"),
+            Self::Binding {
+                queue,
+                exchange,
+                pattern,
+            } => write!(
+                f,
+                "binding of queue `{queue}` to exchange `{exchange}` with `{pattern}`"
+            ),
+            Self::ServiceTopology { queue } => write!(f, "the topology of queue `{queue}`"),
+        }
+    }
+}
 
 /// A failure while opening a [`crate::Bus`].
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +107,21 @@ pub enum ConnectError {
         url: String,
         /// What went wrong.
         reason: String,
+        /// The broker client's error, when it cannot hold the password (a failed first
+        /// connection names the URL, so only its scrubbed text is kept in `reason`).
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The URL needs a transport this build of the crate leaves out (e.g. `amqp://` without
+    /// the `amqp` feature).
+    #[error(
+        "`{scheme}://` needs the `{feature}` feature of event-manager, which this build leaves out"
+    )]
+    FeatureDisabled {
+        /// The URL scheme.
+        scheme: String,
+        /// The cargo feature to enable.
+        feature: &'static str,
     },
     /// A connection setting is unusable (e.g. an environment variable that does not parse).
     #[error("connection settings: {reason}")]
@@ -48,7 +135,7 @@ pub enum ConnectError {
 }
 
 /// A failure while declaring, binding or deleting exchanges and queues.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TopologyError {
     /// The entity exists with different settings (RabbitMQ `PRECONDITION_FAILED`).
@@ -57,7 +144,7 @@ pub enum TopologyError {
     )]
     Mismatch {
         /// The entity, e.g. ``queue `billing_order` ``.
-        entity: String,
+        entity: Entity,
         /// The differing argument, e.g. `x-message-ttl` or `durable`.
         argument: String,
         /// What the broker said.
@@ -67,13 +154,13 @@ pub enum TopologyError {
     #[error("{entity} does not exist")]
     NotFound {
         /// The entity, e.g. ``exchange `order` ``.
-        entity: String,
+        entity: Entity,
     },
     /// Any other refusal by the broker.
     #[error("{entity}: the broker refused the operation: {detail}")]
     Refused {
         /// The entity concerned.
-        entity: String,
+        entity: Entity,
         /// What the broker said.
         detail: String,
     },
@@ -81,9 +168,12 @@ pub enum TopologyError {
     #[error("{entity}: connection failure: {detail}")]
     Connection {
         /// The entity concerned.
-        entity: String,
+        entity: Entity,
         /// What went wrong.
         detail: String,
+        /// The broker client's error, when one is the cause.
+        #[source]
+        source: Option<Cause>,
     },
 }
 
@@ -158,6 +248,9 @@ pub enum PublishError {
         routing_key: String,
         /// What went wrong.
         detail: String,
+        /// The broker client's error, when one is the cause.
+        #[source]
+        source: Option<Cause>,
     },
 }
 
@@ -189,6 +282,9 @@ pub enum ConsumeError {
         queue: String,
         /// What went wrong.
         detail: String,
+        /// The broker client's error, when one is the cause.
+        #[source]
+        source: Option<Cause>,
     },
     /// A retry or dead letter could not be published, so the message was left unacknowledged
     /// for the broker to deliver again.
@@ -198,7 +294,7 @@ pub enum ConsumeError {
     Forward {
         /// The service queue.
         queue: String,
-        /// The publish failure.
-        source: PublishError,
+        /// The publish failure (boxed: it is the largest error of the crate).
+        source: Box<PublishError>,
     },
 }

@@ -63,6 +63,19 @@
 //!   retries, dead letters and shutdown).
 //! * [`compat`]: the contract compatibility checker.
 //!
+//! ## Features
+//!
+//! * `amqp` (default): RabbitMQ through `lapin` (`amqp://` URLs); implies `runtime`. Without
+//!   it, [`Bus::connect`] refuses an `amqp://` URL with [`ConnectError::FeatureDisabled`].
+//! * `runtime`: [`bus`], [`service`] and [`transport`] with the in-memory broker, on tokio.
+//! * `compat` (default): the [`compat`] checker.
+//! * `cli` (default): the `event-manager` command line tool; implies `compat`.
+//! * `tls`: `amqps://` through rustls; implies `amqp`.
+//!
+//! Without default features the crate is the contract core (`contract`, `routing`,
+//! `registry`, `schema`, `envelope`), without tokio or lapin, and `#[derive(Event)]` emits
+//! no publish methods; `--no-default-features --features cli` builds the checker on it.
+//!
 //! ## Departures from the design brief
 //!
 //! One payload type may back several events (`submit` and `chargeback` both carry an
@@ -72,30 +85,74 @@
 #![deny(missing_docs)]
 #![warn(rustdoc::broken_intra_doc_links)]
 
+#[cfg(feature = "runtime")]
 pub mod bus;
+#[cfg(feature = "compat")]
 pub mod compat;
 pub mod contract;
+// Their crate-internal helpers serve the bus and the services.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub mod envelope;
 pub mod error;
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub mod message;
 pub mod registry;
 pub mod routing;
 pub mod schema;
+#[cfg(feature = "runtime")]
 pub mod service;
+#[cfg(feature = "runtime")]
 pub mod transport;
 
+#[cfg(feature = "runtime")]
 pub use bus::{Bus, PublishOptions, Published, VersionedPublish};
 pub use contract::{Event, EventContract, EventDef, Exchange, ExchangeKind};
-pub use error::{ConnectError, ConsumeError, PublishError, TopologyError};
+pub use error::{ConnectError, ConsumeError, Entity, PublishError, TopologyError};
 pub use event_manager_derive::Event;
 pub use routing::{BindingPattern, EventKey, RoutingError, RoutingKey};
+#[cfg(feature = "runtime")]
 pub use service::{
     Delivery, HandlerError, OnEvent, RetryPolicy, RunningService, Service, replay_dead_letters,
 };
 
+/// The publish method `#[derive(Event)]` emits for one event (`order.submit(&bus)`), or,
+/// with `fallback`, one that type-checks next to the derive's errors. Expands to nothing
+/// without the `runtime` feature, which has no bus. Not a public API.
+#[cfg(feature = "runtime")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __publish_method {
+    (fallback $method:ident) => {
+        pub async fn $method(
+            &self,
+            _bus: &$crate::Bus,
+        ) -> ::core::result::Result<$crate::Published, $crate::PublishError> {
+            ::core::unimplemented!()
+        }
+    };
+    ($(#[$attr:meta])* $method:ident, $def:ident) => {
+        $(#[$attr])*
+        pub async fn $method(
+            &self,
+            bus: &$crate::Bus,
+        ) -> ::core::result::Result<$crate::Published, $crate::PublishError> {
+            bus.publish(Self::$def, self).await
+        }
+    };
+}
+
+/// Without the `runtime` feature there is no bus to publish on: no publish method.
+#[cfg(not(feature = "runtime"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __publish_method {
+    ($($tokens:tt)*) => {};
+}
+
 /// Items used by the code `#[derive(Event)]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::__publish_method as publish_method;
     pub use crate::contract::{EventContract, EventDef};
     pub use inventory;
 

@@ -12,18 +12,51 @@
 //! registry::validate()?;
 //! # Ok::<(), event_manager::registry::RegistryError>(())
 //! ```
+//!
+//! A [`RegistryError`] lists every [`Conflict`] found, not only the first.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::contract::{EventContract, Exchange};
 use crate::routing::EventKey;
 
 inventory::collect!(EventContract);
 
-/// Contracts that contradict each other or themselves.
+/// Contracts that contradict each other or themselves: every [`Conflict`] found, at least one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError {
+    conflicts: Vec<Conflict>,
+}
+
+impl RegistryError {
+    /// Every conflict found, in the order of the contracts checked; never empty.
+    pub fn conflicts(&self) -> &[Conflict] {
+        &self.conflicts
+    }
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.conflicts.as_slice() {
+            [one] => write!(f, "{one}"),
+            all => {
+                write!(f, "{} contract conflicts:", all.len())?;
+                for conflict in all {
+                    write!(f, "\n  - {conflict}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// One contradiction between contracts, or within one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum RegistryError {
+pub enum Conflict {
     /// Two payload types claim the same routing key (and so the same major version).
     #[error(
         "routing key `{routing_key}` is claimed by both `{first}` and `{second}`; each major version of an event needs exactly one payload type"
@@ -90,36 +123,52 @@ pub fn validate() -> Result<(), RegistryError> {
     check(&events())
 }
 
-/// Checks a set of contracts as [`validate`] does.
+/// Checks a set of contracts as [`validate`] does, reporting every conflict found.
 pub fn check(contracts: &[&EventContract]) -> Result<(), RegistryError> {
+    let mut conflicts = Vec::new();
     let mut by_key: BTreeMap<&str, &EventContract> = BTreeMap::new();
     let mut exchanges: BTreeMap<&str, Exchange> = BTreeMap::new();
     for &c in contracts {
         let expected = EventKey::new(c.exchange().name(), c.version().major, c.name());
         if EventKey::parse(c.routing_key()) != Some(expected) || expected.major() != c.major() {
-            return Err(RegistryError::VersionMismatch {
+            conflicts.push(Conflict::VersionMismatch {
                 routing_key: c.routing_key().to_owned(),
                 type_name: c.type_name().to_owned(),
                 version: c.version_str().to_owned(),
                 expected: expected.to_string(),
             });
         }
-        if let Some(first) = by_key.insert(c.routing_key(), c)
-            && first.type_name() != c.type_name()
-        {
-            return Err(RegistryError::DuplicateRoutingKey {
-                routing_key: c.routing_key().to_owned(),
-                first: first.type_name().to_owned(),
-                second: c.type_name().to_owned(),
-            });
+        match by_key.get(c.routing_key()) {
+            Some(first) if first.type_name() != c.type_name() => {
+                conflicts.push(Conflict::DuplicateRoutingKey {
+                    routing_key: c.routing_key().to_owned(),
+                    first: first.type_name().to_owned(),
+                    second: c.type_name().to_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                by_key.insert(c.routing_key(), c);
+            }
         }
-        if let Some(other) = exchanges.insert(c.exchange().name(), c.exchange())
-            && other != c.exchange()
-        {
-            return Err(RegistryError::ExchangeConflict {
-                name: c.exchange().name().to_owned(),
-            });
+        match exchanges.get(c.exchange().name()) {
+            Some(first) if *first != c.exchange() => {
+                let conflict = Conflict::ExchangeConflict {
+                    name: c.exchange().name().to_owned(),
+                };
+                if !conflicts.contains(&conflict) {
+                    conflicts.push(conflict);
+                }
+            }
+            Some(_) => {}
+            None => {
+                exchanges.insert(c.exchange().name(), c.exchange());
+            }
         }
     }
-    Ok(())
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistryError { conflicts })
+    }
 }

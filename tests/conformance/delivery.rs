@@ -40,11 +40,16 @@ impl<'de> Deserialize<'de> for Probe {
     }
 }
 
-/// The reason header of the next dead letter of service `queue`.
-async fn next_dead_letter_reason(env: &Env, queue: &str) -> (String, Option<i64>) {
+/// The reason header of the next dead letter of service `queue`, after checking its kind.
+async fn next_dead_letter_reason(
+    env: &Env,
+    queue: &str,
+    kind: envelope::DeadLetterKind,
+) -> (String, Option<i64>) {
     let dead = env.take(&env.dlq(queue)).await;
     let h = &dead.properties.headers;
     let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
+    assert_eq!(envelope::DeadLetterKind::of(&dead), Some(kind), "{reason}");
     (reason.to_owned(), h.get_int(envelope::ATTEMPTS_HEADER))
 }
 
@@ -108,7 +113,8 @@ pub async fn every_callback_runs_to_completion_when_one_fails(env: &Env) {
     // The second callback completed although the first had failed already; the outcome is
     // the first error, made permanent by the second: dead-lettered after one attempt.
     assert_eq!(seen.take(1).await, [(4, 1)]);
-    let (reason, attempts) = next_dead_letter_reason(env, &queue).await;
+    let (reason, attempts) =
+        next_dead_letter_reason(env, &queue, envelope::DeadLetterKind::PermanentError).await;
     assert!(
         reason.contains("the first callback failed at once"),
         "{reason}"
@@ -137,7 +143,8 @@ pub async fn panicking_decoder_is_dead_lettered_and_the_consumer_keeps_running(e
         env.bus.publish(Probe::PROBE, &probe).await.unwrap();
     }
     assert_eq!(seen.take(1).await, [2]);
-    let (reason, attempts) = next_dead_letter_reason(env, &queue).await;
+    let (reason, attempts) =
+        next_dead_letter_reason(env, &queue, envelope::DeadLetterKind::Panicked).await;
     assert!(reason.contains("panicked while decoding"), "{reason}");
     assert!(reason.contains("the probe decoder exploded"), "{reason}");
     assert_eq!(attempts, Some(1));
@@ -165,7 +172,8 @@ pub async fn panicking_upcaster_is_dead_lettered_and_the_consumer_keeps_running(
     Order::sample(13).submit(&env.bus).await.unwrap();
     Order::sample(14).submit(&env.bus).await.unwrap();
     assert_eq!(seen.take(1).await, [14]);
-    let (reason, attempts) = next_dead_letter_reason(env, &queue).await;
+    let (reason, attempts) =
+        next_dead_letter_reason(env, &queue, envelope::DeadLetterKind::Panicked).await;
     assert!(reason.contains("panicked while upcasting"), "{reason}");
     assert!(reason.contains("the upcaster exploded"), "{reason}");
     assert_eq!(attempts, Some(1));
@@ -249,7 +257,8 @@ pub async fn huge_attempts_header_means_the_attempts_are_used_up(env: &Env) {
             .unwrap();
     }
     for _ in 0..2 {
-        let (reason, attempts) = next_dead_letter_reason(env, &queue).await;
+        let (reason, attempts) =
+            next_dead_letter_reason(env, &queue, envelope::DeadLetterKind::HandlerFailed).await;
         assert!(
             reason.contains("gave up after 4294967295 attempt(s)"),
             "{reason}"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use event_manager::envelope::{self, ReceivedVersion};
 use event_manager::transport::{QueueKind, QueueSpec};
 use event_manager::{
-    Delivery, HandlerError, PublishError, RetryPolicy, TopologyError, replay_dead_letters,
+    Delivery, Entity, HandlerError, PublishError, RetryPolicy, TopologyError, replay_dead_letters,
 };
 use event_manager_examples::{ORDER, Order, OrderSubmittedV2};
 
@@ -266,7 +266,7 @@ pub async fn argument_mismatch_is_a_named_error(env: &Env) {
         TopologyError::Mismatch {
             entity, argument, ..
         } => {
-            assert!(entity.contains(&name), "{err}");
+            assert_eq!(entity, &Entity::Queue(name.clone()), "{err}");
             assert_eq!(argument, "x-message-ttl");
         }
         other => panic!("expected Mismatch, got {other:?}"),
@@ -357,6 +357,10 @@ pub async fn always_failing_callback_ends_in_the_dead_letter_queue(env: &Env) {
     let h = &dead.properties.headers;
     let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
     assert!(reason.contains("gave up after 3 attempt(s)"), "{reason}");
+    assert_eq!(
+        envelope::DeadLetterKind::of(&dead),
+        Some(envelope::DeadLetterKind::HandlerFailed)
+    );
     assert!(reason.contains("card declined by the test"), "{reason}");
     assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(3));
     assert_eq!(
@@ -399,6 +403,10 @@ pub async fn permanent_error_is_dead_lettered_at_once(env: &Env) {
         h.get_str(envelope::DEAD_LETTER_REASON_HEADER)
             .unwrap()
             .contains("customer is blocked")
+    );
+    assert_eq!(
+        envelope::DeadLetterKind::of(&dead),
+        Some(envelope::DeadLetterKind::PermanentError)
     );
     assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -450,6 +458,10 @@ pub async fn malformed_body_is_dead_lettered_at_once(env: &Env) {
         let h = &dead.properties.headers;
         let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
         assert!(reason.contains("does not decode"), "{reason}");
+        assert_eq!(
+            envelope::DeadLetterKind::of(&dead),
+            Some(envelope::DeadLetterKind::Undecodable)
+        );
         assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
         reasons.push(reason.to_owned());
     }
@@ -476,6 +488,10 @@ pub async fn oversized_body_is_dead_lettered_at_once(env: &Env) {
         .unwrap()
         .to_owned();
     assert!(reason.contains("exceeds the limit of 64 bytes"), "{reason}");
+    assert_eq!(
+        envelope::DeadLetterKind::of(&dead),
+        Some(envelope::DeadLetterKind::TooLarge)
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     running.shutdown().await.unwrap();
 }
@@ -493,6 +509,10 @@ pub async fn routing_key_without_callback_is_dead_lettered(env: &Env) {
     assert!(
         reason.contains("no callback for routing key `order.v1.chargeback`"),
         "{reason}"
+    );
+    assert_eq!(
+        envelope::DeadLetterKind::of(&dead),
+        Some(envelope::DeadLetterKind::NoCallback)
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     running.shutdown().await.unwrap();
@@ -628,6 +648,10 @@ pub async fn v1_only_consumer_dead_letters_v2_as_unsupported_version(env: &Env) 
     let h = &dead.properties.headers;
     let reason = h.get_str(envelope::DEAD_LETTER_REASON_HEADER).unwrap();
     assert!(reason.starts_with("unsupported version"), "{reason}");
+    assert_eq!(
+        envelope::DeadLetterKind::of(&dead),
+        Some(envelope::DeadLetterKind::UnsupportedVersion)
+    );
     assert!(reason.contains("order.v1.submit"), "{reason}");
     assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
     seen.quiet(Duration::from_millis(200)).await;
@@ -863,6 +887,10 @@ pub async fn wrong_version_header_is_dead_lettered_at_once(env: &Env) {
         let dead = env.take(&env.dlq(&queue)).await;
         let h = &dead.properties.headers;
         assert_eq!(h.get_int(envelope::ATTEMPTS_HEADER), Some(1));
+        assert_eq!(
+            envelope::DeadLetterKind::of(&dead),
+            Some(envelope::DeadLetterKind::BadEnvelope)
+        );
         reasons.push(
             h.get_str(envelope::DEAD_LETTER_REASON_HEADER)
                 .unwrap()

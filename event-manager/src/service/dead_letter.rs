@@ -1,13 +1,13 @@
 //! Moving dead letters back to their service queue once the cause is fixed.
 
-use super::retry::{RetryPolicy, dead_letter_queue_name, wait_queue_name};
+use super::retry::{RetryPolicy, dead_letter_queue_name, retried_queue_name, wait_queue_name};
 use crate::bus::Bus;
 use crate::envelope;
 use crate::error::{ConsumeError, TopologyError};
 
 /// Deletes the queues of the service named `queue` (as given to [`Bus::service`]; on a
-/// namespaced bus the queues carry the namespace): the queue itself, its dead-letter queue and
-/// the wait queues of `policy`, with the messages they hold. For tests, examples and
+/// namespaced bus the queues carry the namespace): the queue itself, its retry and dead-letter
+/// queues and the wait queues of `policy`, with the messages they hold. For tests, examples and
 /// decommissioning a service.
 pub async fn delete_service_queues(
     bus: &Bus,
@@ -21,6 +21,7 @@ pub async fn delete_service_queues(
             .delete_queue(&wait_queue_name(&queue, delay))
             .await?;
     }
+    transport.delete_queue(&retried_queue_name(&queue)).await?;
     transport
         .delete_queue(&dead_letter_queue_name(&queue))
         .await?;
@@ -54,7 +55,10 @@ pub async fn replay_dead_letters(
         let replay = envelope::to_replay(&incoming.message, &queue);
         if let Err(source) = transport.publish(replay).await {
             let _ = incoming.reject(true).await;
-            return Err(ConsumeError::Forward { queue, source });
+            return Err(ConsumeError::Forward {
+                queue,
+                source: Box::new(source),
+            });
         }
         incoming.ack().await?;
         moved += 1;

@@ -8,7 +8,7 @@ use tracing::Instrument;
 use super::handler::{Delivery, combine, guarded};
 use super::runner::Shared;
 use super::settle::settle;
-use crate::envelope;
+use crate::envelope::{self, DeadLetterKind};
 use crate::message::Message;
 use crate::routing::EventKey;
 use crate::transport::Incoming;
@@ -17,7 +17,7 @@ use crate::transport::Incoming;
 pub(super) enum Outcome {
     Handled,
     Retry(String),
-    DeadLetter(String),
+    DeadLetter(DeadLetterKind, String),
 }
 
 /// Handles one delivery from start to settlement.
@@ -52,11 +52,17 @@ async fn run_callbacks(
             message.body.len(),
             shared.max_body_bytes
         );
-        return (Outcome::DeadLetter(reason), 1);
+        return (Outcome::DeadLetter(DeadLetterKind::TooLarge, reason), 1);
     }
     let received = match envelope::read(message) {
         Ok(r) => r,
-        Err(e) => return (Outcome::DeadLetter(e.to_string()), 1),
+        Err(e) => {
+            let kind = match e {
+                envelope::EnvelopeError::Body(_) => DeadLetterKind::Undecodable,
+                _ => DeadLetterKind::BadEnvelope,
+            };
+            return (Outcome::DeadLetter(kind, e.to_string()), 1);
+        }
     };
     let attempt = received.attempts.saturating_add(1);
     if let Some(preferred) = preferred_copy(shared, &received)
@@ -66,10 +72,8 @@ async fn run_callbacks(
         return (Outcome::Handled, attempt);
     }
     let Some(route) = shared.routes.get(received.routing_key) else {
-        return (
-            Outcome::DeadLetter(no_route_reason(shared, received.routing_key)),
-            attempt,
-        );
+        let (kind, reason) = no_route_reason(shared, received.routing_key);
+        return (Outcome::DeadLetter(kind, reason), attempt);
     };
     let delivery = Delivery {
         message: message.clone(),
@@ -80,14 +84,14 @@ async fn run_callbacks(
     let result = match route.handlers.as_slice() {
         [only] => match only(&message.body, delivery) {
             Ok(f) => guarded(f).await,
-            Err(reason) => return (Outcome::DeadLetter(reason), attempt),
+            Err((kind, reason)) => return (Outcome::DeadLetter(kind, reason), attempt),
         },
         handlers => {
             let mut futures = Vec::with_capacity(handlers.len());
             for handler in handlers {
                 match handler(&message.body, delivery.clone()) {
                     Ok(f) => futures.push(guarded(f)),
-                    Err(reason) => return (Outcome::DeadLetter(reason), attempt),
+                    Err((kind, reason)) => return (Outcome::DeadLetter(kind, reason), attempt),
                 }
             }
             combine(join_all(futures).await)
@@ -95,7 +99,10 @@ async fn run_callbacks(
     };
     let outcome = match result {
         Ok(()) => Outcome::Handled,
-        Err(e) if e.is_permanent() => Outcome::DeadLetter(format!("permanent error: {e}")),
+        Err(e) if e.is_permanent() => Outcome::DeadLetter(
+            DeadLetterKind::PermanentError,
+            format!("permanent error: {e}"),
+        ),
         Err(e) => Outcome::Retry(e.to_string()),
     };
     (outcome, attempt)
@@ -109,7 +116,7 @@ fn preferred_copy<'m>(shared: &Shared, received: &envelope::Received<'m>) -> Opt
         .max_by_key(|key| EventKey::parse(key).map(|k| k.major()))
 }
 
-fn no_route_reason(shared: &Shared, key: &str) -> String {
+fn no_route_reason(shared: &Shared, key: &str) -> (DeadLetterKind, String) {
     if let Some(event) = EventKey::parse(key) {
         let accepted: Vec<&str> = shared
             .routes
@@ -118,11 +125,17 @@ fn no_route_reason(shared: &Shared, key: &str) -> String {
             .filter(|k| EventKey::parse(k).is_some_and(|k| k.same_event(&event)))
             .collect();
         if !accepted.is_empty() {
-            return format!(
-                "unsupported version: `{key}` has no callback in this service, which accepts {}",
-                accepted.join(", ")
+            return (
+                DeadLetterKind::UnsupportedVersion,
+                format!(
+                    "unsupported version: `{key}` has no callback in this service, which accepts {}",
+                    accepted.join(", ")
+                ),
             );
         }
     }
-    format!("no callback for routing key `{key}`")
+    (
+        DeadLetterKind::NoCallback,
+        format!("no callback for routing key `{key}`"),
+    )
 }

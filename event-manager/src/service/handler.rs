@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use crate::envelope::{self, ReceivedVersion};
+use crate::envelope::{self, DeadLetterKind, ReceivedVersion};
 use crate::message::{Headers, Message};
 
 /// What a callback knows about the message besides its payload.
@@ -129,9 +129,14 @@ impl fmt::Debug for HandlerError {
     }
 }
 
-/// A callback with its decoding step: bytes in, a future out, or the decode error.
+/// A callback with its decoding step: bytes in, a future out, or why the message cannot be
+/// handled (the dead-letter kind and reason).
 pub(crate) type ErasedHandler = Arc<
-    dyn Fn(&[u8], Delivery) -> Result<BoxFuture<'static, Result<(), HandlerError>>, String>
+    dyn Fn(
+            &[u8],
+            Delivery,
+        )
+            -> Result<BoxFuture<'static, Result<(), HandlerError>>, (DeadLetterKind, String)>
         + Send
         + Sync,
 >;
@@ -157,19 +162,30 @@ where
     Arc::new(move |body, delivery| {
         let payload: U = match catch_unwind(AssertUnwindSafe(|| envelope::from_json(body))) {
             Ok(Ok(payload)) => payload,
-            Ok(Err(e)) => return Err(format!("the body does not decode as `{type_name}`: {e}")),
+            Ok(Err(e)) => {
+                return Err((
+                    DeadLetterKind::Undecodable,
+                    format!("the body does not decode as `{type_name}`: {e}"),
+                ));
+            }
             Err(panic) => {
-                return Err(format!(
-                    "panicked while decoding the body as `{type_name}`: {}",
-                    panic_text(&*panic)
+                return Err((
+                    DeadLetterKind::Panicked,
+                    format!(
+                        "panicked while decoding the body as `{type_name}`: {}",
+                        panic_text(&*panic)
+                    ),
                 ));
             }
         };
         let payload = catch_unwind(AssertUnwindSafe(|| convert(payload))).map_err(|panic| {
-            format!(
-                "panicked while upcasting `{type_name}` to `{}`: {}",
-                std::any::type_name::<T>(),
-                panic_text(&*panic)
+            (
+                DeadLetterKind::Panicked,
+                format!(
+                    "panicked while upcasting `{type_name}` to `{}`: {}",
+                    std::any::type_name::<T>(),
+                    panic_text(&*panic)
+                ),
             )
         })?;
         Ok(

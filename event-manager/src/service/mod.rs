@@ -80,6 +80,7 @@ mod handler;
 mod retry;
 mod runner;
 mod settle;
+mod subscriptions;
 #[cfg(test)]
 mod tests;
 mod topology;

@@ -6,10 +6,12 @@ use std::time::Duration;
 /// waits before each retry.
 ///
 /// Retries are delayed without any broker plugin: a failed message is parked in a wait queue
-/// `<queue>.retry.<delay>ms` whose `x-message-ttl` is the delay and whose dead-letter exchange
-/// sends it back to the service queue when the delay is over. One wait queue exists per
-/// distinct delay, so changing the delays declares new wait queues instead of clashing with
-/// the old ones.
+/// `<queue>.wait.<delay>ms` whose `x-message-ttl` is the delay and whose dead-letter exchange
+/// hands it, when the delay is over, to the service's retry queue `<queue>.retried`, which the
+/// service consumes beside its own queue. Retries never go back through the service queue, so
+/// a length limit on it (`x-max-length` with `reject-publish`) cannot refuse them. One wait
+/// queue exists per distinct delay, so changing the delays declares new wait queues instead
+/// of clashing with the old ones.
 ///
 /// ```
 /// use std::time::Duration;
@@ -104,7 +106,12 @@ impl RetryPolicy {
 
 /// The wait queue of `queue` for `delay`.
 pub(crate) fn wait_queue_name(queue: &str, delay: Duration) -> String {
-    format!("{queue}.retry.{}ms", delay.as_millis())
+    format!("{queue}.wait.{}ms", delay.as_millis())
+}
+
+/// The queue wait queues hand retries back to, consumed by the service beside `queue`.
+pub(crate) fn retried_queue_name(queue: &str) -> String {
+    format!("{queue}.retried")
 }
 
 /// The dead-letter queue of the service queue `queue`, a name on the broker: on a namespaced

@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::dispatch::handle;
+use super::subscriptions;
 use super::topology::Topology;
 use super::{Route, Service};
-use crate::error::{ConsumeError, TopologyError};
+use crate::error::{ConsumeError, Entity, TopologyError};
 use crate::registry;
 use crate::transport::Subscription;
 
@@ -55,8 +56,11 @@ impl Shared {
             .await
             .unwrap_or_else(|_| {
                 Err(TopologyError::Connection {
-                    entity: format!("the topology of queue `{}`", self.topology.queue),
+                    entity: Entity::ServiceTopology {
+                        queue: self.topology.queue.to_string(),
+                    },
                     detail: format!("not declared within {REDECLARE_TIMEOUT:?}"),
+                    source: None,
                 })
             })
     }
@@ -111,6 +115,7 @@ fn flatten(
         Err(ConsumeError::Connection {
             queue: queue.to_owned(),
             detail: format!("the consume loop stopped abnormally: {e}"),
+            source: None,
         })
     })
 }
@@ -141,11 +146,7 @@ impl Service {
         }
         topology.declare().await?;
         let queue = topology.queue.clone();
-        let subscription = self
-            .bus
-            .transport()
-            .subscribe(&queue, self.prefetch)
-            .await?;
+        let subscription = subscriptions::subscribe(&topology, self.prefetch).await?;
         let (closing, closing_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             topology,
@@ -242,6 +243,7 @@ async fn consume_loop(
             detail: failure.unwrap_or_else(|| {
                 "the subscription ended (queue deleted or connection lost for good)".into()
             }),
+            source: None,
         });
     }
     Ok(())
@@ -261,12 +263,7 @@ async fn resubscribe(
     for attempt in 1..=RESUBSCRIBE_ATTEMPTS {
         let subscribed = async {
             shared.redeclare().await?;
-            shared
-                .topology
-                .bus
-                .transport()
-                .subscribe(queue, prefetch)
-                .await
+            subscriptions::subscribe(&shared.topology, prefetch).await
         };
         match subscribed.await {
             Ok(fresh) => {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::dispatch::Outcome;
 use super::runner::Shared;
-use crate::envelope;
+use crate::envelope::{self, DeadLetterKind};
 use crate::error::{ConsumeError, PublishError, TopologyError};
 use crate::message::Message;
 use crate::transport::Incoming;
@@ -54,12 +54,18 @@ pub(super) async fn settle(
             None => {
                 let reason = format!("gave up after {attempt} attempt(s): {reason}");
                 tracing::warn!(%reason, "dead-lettering");
-                Some(dead_letter(shared, message, attempt, &reason))
+                Some(dead_letter(
+                    shared,
+                    message,
+                    attempt,
+                    DeadLetterKind::HandlerFailed,
+                    &reason,
+                ))
             }
         },
-        Outcome::DeadLetter(reason) => {
-            tracing::warn!(%reason, "dead-lettering");
-            Some(dead_letter(shared, message, attempt, &reason))
+        Outcome::DeadLetter(kind, reason) => {
+            tracing::warn!(%kind, %reason, "dead-lettering");
+            Some(dead_letter(shared, message, attempt, kind, &reason))
         }
     };
     if let Some(forward) = forward
@@ -76,12 +82,19 @@ pub(super) async fn settle(
     }
 }
 
-fn dead_letter(shared: &Shared, message: &Message, attempts: u32, reason: &str) -> Message {
+fn dead_letter(
+    shared: &Shared,
+    message: &Message,
+    attempts: u32,
+    kind: DeadLetterKind,
+    reason: &str,
+) -> Message {
     envelope::to_dead_letter(
         message,
         &shared.topology.dead_letter_queue,
         &shared.topology.queue,
         attempts,
+        kind,
         reason,
     )
 }
@@ -145,7 +158,7 @@ fn log_failure(
     let target = &forward.routing_key;
     let error = ConsumeError::Forward {
         queue: shared.topology.queue.clone(),
-        source,
+        source: Box::new(source),
     };
     if failures >= LOUD_AFTER {
         tracing::error!(%error, failures, retry_in = ?pause, "cannot move message {id} to {target}; holding it unacknowledged");
@@ -192,7 +205,7 @@ mod tests {
         assert!(!target_missing(&unroutable("order")));
         assert!(target_missing(&PublishError::Topology(
             TopologyError::NotFound {
-                entity: "queue `billing.dlq`".into()
+                entity: crate::error::Entity::Queue("billing.dlq".into())
             }
         )));
         assert!(!target_missing(&PublishError::Nacked {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::Service;
-use super::retry::{RetryPolicy, dead_letter_queue_name, wait_queue_name};
+use super::retry::{RetryPolicy, dead_letter_queue_name, retried_queue_name, wait_queue_name};
 use crate::bus::Bus;
 use crate::contract::Exchange;
 use crate::error::{ConsumeError, TopologyError};
@@ -20,6 +20,8 @@ pub(crate) struct Topology {
     pub(crate) queue: String,
     /// Its dead-letter queue.
     pub(crate) dead_letter_queue: String,
+    /// Where its wait queues hand retries back to; consumed beside the service queue.
+    pub(crate) retried_queue: String,
     pub(crate) kind: QueueKind,
     pub(crate) retry: RetryPolicy,
     pub(crate) bindings: Vec<(Exchange, BindingPattern)>,
@@ -32,6 +34,7 @@ impl Topology {
         Self {
             bus: service.bus.clone(),
             dead_letter_queue: dead_letter_queue_name(&queue),
+            retried_queue: retried_queue_name(&queue),
             queue,
             kind: service.queue_kind,
             retry: service.retry.clone(),
@@ -51,20 +54,23 @@ impl Topology {
         let mut queue = QueueSpec::durable(&self.queue);
         queue.kind = self.kind;
         transport.declare_queue(&queue).await?;
-        // A quorum service gets quorum wait and dead-letter queues, and its wait queues hand
-        // messages back with the at-least-once strategy: a retry stays in its wait queue
-        // until the service queue confirmed it, even when that queue is full. Classic queues
-        // dead-letter at-most-once: a full service queue drops the retry.
+        // A quorum service gets quorum wait, retry and dead-letter queues, and its wait
+        // queues hand messages on with the at-least-once strategy. Retries go to a queue of
+        // their own, never through the service queue, so that a length limit on the service
+        // queue cannot refuse (classic: drop) them.
         let mut dead_letters = QueueSpec::durable(&self.dead_letter_queue);
         dead_letters.kind = self.kind;
         transport.declare_queue(&dead_letters).await?;
+        let mut retried = QueueSpec::durable(&self.retried_queue);
+        retried.kind = self.kind;
+        transport.declare_queue(&retried).await?;
         for delay in self.retry.distinct_delays() {
             let mut wait = QueueSpec::durable(self.wait_queue(delay));
             wait.kind = self.kind;
             wait.message_ttl = Some(delay);
             wait.dead_letter = Some(DeadLetterTarget {
                 exchange: String::new(),
-                routing_key: Some(self.queue.clone()),
+                routing_key: Some(self.retried_queue.clone()),
                 at_least_once: self.kind == QueueKind::Quorum,
             });
             transport.declare_queue(&wait).await?;

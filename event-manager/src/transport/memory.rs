@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap as HashMap;
 use tokio::sync::mpsc;
 
 use super::{DeadLetterTarget, Incoming, QueueSpec, Settler, Subscription, Transport};
-use crate::error::{ConsumeError, PublishError, TopologyError};
+use crate::error::{ConsumeError, Entity, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
 
@@ -108,12 +108,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn queue_entity(name: &str) -> String {
-    format!("queue `{name}`")
+fn queue_entity(name: &str) -> Entity {
+    Entity::Queue(name.to_owned())
 }
 
-fn exchange_entity(name: &str) -> String {
-    format!("exchange `{name}`")
+fn exchange_entity(name: &str) -> Entity {
+    Entity::Exchange(name.to_owned())
 }
 
 impl InMemoryBroker {

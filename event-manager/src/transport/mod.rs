@@ -23,14 +23,18 @@ use crate::error::{ConsumeError, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
 
+#[cfg(feature = "amqp")]
 mod amqp;
 mod memory;
+#[cfg(feature = "amqp")]
 mod tls;
 
+#[cfg(feature = "amqp")]
 pub use amqp::{
     AmqpOptions, AmqpTransport, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy,
 };
 pub use memory::InMemoryBroker;
+#[cfg(feature = "amqp")]
 pub use tls::TlsOptions;
 
 /// The queue type, for transports that have several.
@@ -150,6 +154,7 @@ pub struct Incoming {
 /// delivery; other transports through their [`Acker`].
 pub(crate) enum Settler {
     Memory(memory::MemoryAcker),
+    #[cfg(feature = "amqp")]
     Amqp(amqp::AmqpAcker),
     Custom(Box<dyn Acker>),
 }
@@ -172,6 +177,7 @@ impl Incoming {
     pub async fn ack(self) -> Result<(), ConsumeError> {
         match self.settler {
             Settler::Memory(acker) => acker.ack(),
+            #[cfg(feature = "amqp")]
             Settler::Amqp(acker) => acker.ack().await,
             Settler::Custom(acker) => acker.ack().await,
         }
@@ -182,6 +188,7 @@ impl Incoming {
     pub async fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
         match self.settler {
             Settler::Memory(acker) => acker.reject(requeue),
+            #[cfg(feature = "amqp")]
             Settler::Amqp(acker) => acker.reject(requeue).await,
             Settler::Custom(acker) => acker.reject(requeue).await,
         }

@@ -206,9 +206,12 @@ pub(super) fn scrub(text: &str, url: &str) -> String {
 /// automatic recovery.
 pub(super) async fn open(url: &str, options: &AmqpOptions) -> Result<Connection, ConnectError> {
     let redacted = redact(url);
+    // The first connection's errors can name the URL with its password: only their
+    // scrubbed text is kept, not the error itself.
     let fail = |reason: String| ConnectError::Broker {
         url: redacted.clone(),
         reason,
+        source: None,
     };
     let open = |properties: ConnectionProperties| async {
         let builder = lapin::DefaultConnectionBuilder::new()?

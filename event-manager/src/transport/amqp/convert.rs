@@ -4,7 +4,7 @@
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, DecimalValue, FieldTable, ShortString};
 
-use crate::error::TopologyError;
+use crate::error::{Entity, TopologyError};
 use crate::message::{HeaderValue, Headers, Properties};
 use crate::transport::{QueueKind, QueueSpec};
 
@@ -28,7 +28,7 @@ pub(super) fn already_gone_is_fine(result: Result<(), TopologyError>) -> Result<
 }
 
 /// Maps a lapin error of an operation on `entity` to a topology error.
-pub(super) fn topology_error(entity: String, error: &lapin::Error) -> TopologyError {
+pub(super) fn topology_error(entity: Entity, error: &lapin::Error) -> TopologyError {
     if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
         let text = amqp.get_message().as_str().to_owned();
         match amqp.get_id() {
@@ -55,6 +55,7 @@ pub(super) fn topology_error(entity: String, error: &lapin::Error) -> TopologyEr
     TopologyError::Connection {
         entity,
         detail: error.to_string(),
+        source: Some(std::sync::Arc::new(error.clone())),
     }
 }
 
@@ -175,11 +176,16 @@ pub(super) fn header_frame_size(properties: &Properties) -> usize {
         properties.reply_to.as_deref(),
         properties.expiration.as_deref(),
     ];
-    let mut size = 7 + 2 + 2 + 8 + 2 + 1 + 8 + 1 + 1; // frame, class, weight, body size, flags, end, timestamp, mode, priority
+    // Frame header, class, weight, body size, property flags, frame end.
+    let mut size = 7 + 2 + 2 + 8 + 2 + 1;
     size += texts.into_iter().flatten().map(short_len).sum::<usize>();
-    size += 4;
-    for (name, value) in properties.headers.iter() {
-        size += short_len(name) + value.encoded_len();
+    size += properties.timestamp.map_or(0, |_| 8);
+    size += usize::from(properties.persistent) + properties.priority.map_or(0, |_| 1);
+    if !properties.headers.is_empty() {
+        size += 4;
+        for (name, value) in properties.headers.iter() {
+            size += short_len(name) + value.encoded_len();
+        }
     }
     size
 }
@@ -291,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn header_frame_size_is_an_upper_bound_close_to_the_encoding() {
+    fn header_frame_size_is_the_encoded_size() {
         let mut properties = Properties {
             content_type: Some("application/json".into()),
             message_id: Some("m".repeat(40)),
@@ -309,10 +315,20 @@ mod tests {
         properties
             .headers
             .insert("d", HeaderValue::Decimal { scale: 1, value: 5 });
-        let ours = header_frame_size(&properties);
-        let real = encoded_header_frame(&properties);
-        assert!(ours >= real, "ours {ours} < real {real}");
-        assert!(ours - real <= 32, "ours {ours} too far above real {real}");
+        assert_eq!(
+            header_frame_size(&properties),
+            encoded_header_frame(&properties)
+        );
+        let bare = Properties::default();
+        assert_eq!(header_frame_size(&bare), encoded_header_frame(&bare));
+        let full = Properties {
+            timestamp: Some(1),
+            priority: Some(1),
+            expiration: Some("1".into()),
+            reply_to: Some("r".into()),
+            ..properties
+        };
+        assert_eq!(header_frame_size(&full), encoded_header_frame(&full));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use connect::{AmqpOptions, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, Reconnect
 pub(crate) use subscription::AmqpAcker;
 
 use super::{Incoming, QueueSpec, Subscription, TlsOptions, Transport};
-use crate::error::{ConnectError, ConsumeError, PublishError, TopologyError};
+use crate::error::{ConnectError, ConsumeError, Entity, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
 use connect::{Health, redact};
@@ -92,18 +92,14 @@ impl AmqpTransport {
             });
         }
         let redacted = redact(url);
-        let fail = |reason: String| ConnectError::Broker {
+        let fail = |e: lapin::Error| ConnectError::Broker {
             url: redacted.clone(),
-            reason,
+            reason: e.to_string(),
+            source: Some(Arc::new(e)),
         };
         let connection = Arc::new(connect::open(url, options).await?);
-        let publisher_channel = open_publisher(&connection)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let topology = connection
-            .create_channel()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let publisher_channel = open_publisher(&connection).await.map_err(fail)?;
+        let topology = connection.create_channel().await.map_err(fail)?;
         let (closing, health) = watch::channel(Health::Alive);
         tokio::spawn(connect::watchdog(
             Arc::downgrade(&connection),
@@ -133,11 +129,12 @@ impl AmqpTransport {
         &self.url
     }
 
-    fn check_alive(&self, entity: &str) -> Result<(), TopologyError> {
+    fn check_alive(&self, entity: &Entity) -> Result<(), TopologyError> {
         match self.health.borrow().failure() {
             Some(detail) => Err(TopologyError::Connection {
-                entity: entity.to_owned(),
+                entity: entity.clone(),
                 detail,
+                source: None,
             }),
             None => Ok(()),
         }
@@ -148,7 +145,7 @@ impl AmqpTransport {
     /// `entity` in its error.
     async fn topology<T, Fut>(
         &self,
-        entity: String,
+        entity: Entity,
         operation: impl FnOnce(Channel) -> Fut,
     ) -> Result<T, TopologyError>
     where
@@ -175,6 +172,7 @@ impl AmqpTransport {
             Err(_) => Err(TopologyError::Connection {
                 entity: entity.clone(),
                 detail: format!("no answer from the broker within {deadline:?}"),
+                source: None,
             }),
         }
     }
@@ -187,7 +185,7 @@ impl Transport for AmqpTransport {
             durable,
             ..Default::default()
         };
-        self.topology(format!("exchange `{name}`"), |channel| async move {
+        self.topology(Entity::Exchange(name.to_owned()), |channel| async move {
             channel
                 .exchange_declare(
                     short(name),
@@ -205,7 +203,7 @@ impl Transport for AmqpTransport {
             durable: spec.durable,
             ..Default::default()
         };
-        self.topology(format!("queue `{}`", spec.name), |channel| async move {
+        self.topology(Entity::Queue(spec.name.to_string()), |channel| async move {
             channel
                 .queue_declare(short(&spec.name), options, queue_arguments(spec))
                 .await
@@ -220,8 +218,11 @@ impl Transport for AmqpTransport {
         exchange: &str,
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
-        let entity =
-            format!("binding of queue `{queue}` to exchange `{exchange}` with `{pattern}`");
+        let entity = Entity::Binding {
+            queue: queue.to_owned(),
+            exchange: exchange.to_owned(),
+            pattern: pattern.to_string(),
+        };
         self.topology(entity, |channel| async move {
             channel
                 .queue_bind(
@@ -238,7 +239,7 @@ impl Transport for AmqpTransport {
 
     async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError> {
         let deleted = self
-            .topology(format!("queue `{queue}`"), |channel| async move {
+            .topology(Entity::Queue(queue.to_owned()), |channel| async move {
                 channel
                     .queue_delete(short(queue), QueueDeleteOptions::default())
                     .await
@@ -250,11 +251,14 @@ impl Transport for AmqpTransport {
 
     async fn delete_exchange(&self, exchange: &str) -> Result<(), TopologyError> {
         let deleted = self
-            .topology(format!("exchange `{exchange}`"), |channel| async move {
-                channel
-                    .exchange_delete(short(exchange), ExchangeDeleteOptions::default())
-                    .await
-            })
+            .topology(
+                Entity::Exchange(exchange.to_owned()),
+                |channel| async move {
+                    channel
+                        .exchange_delete(short(exchange), ExchangeDeleteOptions::default())
+                        .await
+                },
+            )
             .await;
         already_gone_is_fine(deleted)
     }
@@ -264,7 +268,7 @@ impl Transport for AmqpTransport {
             passive: true,
             ..Default::default()
         };
-        self.topology(format!("queue `{queue}`"), |channel| async move {
+        self.topology(Entity::Queue(queue.to_owned()), |channel| async move {
             channel
                 .queue_declare(short(queue), passive, FieldTable::default())
                 .await
@@ -282,11 +286,12 @@ impl Transport for AmqpTransport {
         queue: &str,
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, ConsumeError> {
-        let entity = format!("queue `{queue}`");
+        let entity = Entity::Queue(queue.to_owned());
         self.check_alive(&entity)?;
         let fail = |e: lapin::Error| ConsumeError::Connection {
             queue: queue.to_owned(),
             detail: e.to_string(),
+            source: Some(Arc::new(e)),
         };
         let open = async {
             let channel = self.connection.create_channel().await.map_err(fail)?;
@@ -315,6 +320,7 @@ impl Transport for AmqpTransport {
             ConsumeError::Connection {
                 queue: queue.to_owned(),
                 detail: format!("no answer from the broker within {deadline:?}"),
+                source: None,
             }
         })??;
         Ok(Box::new(AmqpSubscription::new(
@@ -326,7 +332,7 @@ impl Transport for AmqpTransport {
 
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {
         let got = self
-            .topology(format!("queue `{queue}`"), |channel| async move {
+            .topology(Entity::Queue(queue.to_owned()), |channel| async move {
                 channel
                     .basic_get(short(queue), BasicGetOptions::default())
                     .await

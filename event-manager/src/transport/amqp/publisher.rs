@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::confirms::{Confirms, Decision};
 use super::connect::Health;
 use super::convert::{header_frame_size, missing_exchange, short, to_amqp};
-use crate::error::{PublishError, TopologyError};
+use crate::error::{Cause, Entity, PublishError, TopologyError};
 use crate::message::Message;
 
 /// How many times one message is sent at most (the first send and re-sends after failures).
@@ -50,11 +50,12 @@ impl Pending {
         let _ = self.reply.send(result);
     }
 
-    fn error(&self, detail: String) -> PublishError {
+    fn error(&self, detail: String, source: Option<lapin::Error>) -> PublishError {
         PublishError::Connection {
             exchange: self.message.exchange.to_string(),
             routing_key: self.message.routing_key.to_string(),
             detail,
+            source: source.map(|e| Arc::new(e) as Cause),
         }
     }
 
@@ -116,6 +117,7 @@ impl Publisher {
             exchange: exchange.to_string(),
             routing_key: routing_key.to_string(),
             detail: "the publisher has stopped (connection closed)".to_owned(),
+            source: None,
         };
         let pending = Pending {
             message,
@@ -317,12 +319,12 @@ impl Task {
     fn interrupted(&mut self, pending: Pending, error: lapin::Error) {
         if missing_exchange(&error).as_deref() == Some(pending.message.exchange.as_ref()) {
             let missing = TopologyError::NotFound {
-                entity: format!("exchange `{}`", pending.message.exchange),
+                entity: Entity::Exchange(pending.message.exchange.to_string()),
             };
             pending.answer(Err(PublishError::Topology(missing)));
         } else if pending.sends >= MAX_SENDS {
             let detail = format!("gave up after {MAX_SENDS} sends: {error}");
-            let failure = pending.error(detail);
+            let failure = pending.error(detail, Some(error.clone()));
             pending.answer(Err(failure));
         } else {
             tracing::debug!(%error, sends = pending.sends, "publish interrupted; will re-send");
@@ -386,7 +388,7 @@ impl Task {
             all.push(pending);
         }
         for pending in all {
-            let error = pending.error(reason.to_owned());
+            let error = pending.error(reason.to_owned(), None);
             pending.answer(Err(error));
         }
     }

@@ -56,10 +56,12 @@ fn settle_result(result: Result<bool, lapin::Error>) -> Result<(), ConsumeError>
             queue: String::new(),
             detail: "the channel recovered since this delivery; the broker delivers it again"
                 .into(),
+            source: None,
         }),
         Err(e) => Err(ConsumeError::Connection {
             queue: String::new(),
             detail: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
         }),
     }
 }

@@ -1,0 +1,23 @@
+//! The few library settings the suite depends on, in one place: connection options, the
+//! broker-side names of a namespaced bus, the service's topology check.
+
+use std::time::Duration;
+
+use event_manager::transport::AmqpOptions;
+use event_manager::{Bus, ConnectError, Service};
+
+/// A RabbitMQ bus whose publishes fail after `confirm_timeout` without a confirm.
+pub async fn connect(url: &str, confirm_timeout: Duration) -> Result<Bus, ConnectError> {
+    let options = AmqpOptions::default().confirm_timeout(confirm_timeout);
+    Bus::connect_with(url, &options).await
+}
+
+/// The broker-side name of service queue `queue` on `bus`.
+pub fn queue_name(bus: &Bus, queue: &str) -> String {
+    bus.queue_name(queue)
+}
+
+/// Makes `service` re-declare its queues and bindings every `period`.
+pub fn topology_check(service: &mut Service, period: Duration) {
+    service.topology_check(period);
+}
