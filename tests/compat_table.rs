@@ -680,13 +680,13 @@ fn cases() -> Vec<Case> {
             json!({"type": "object", "properties": {"addr": {"anyOf": [{"$ref": "#/$defs/Addr"}, {"type": "null"}]}},
                    "$defs": {"Addr": {"type": "object", "properties": {"city": {"type": "string"}, "zip": {"type": ["string", "null"]}}, "required": ["city"]}}}),
             ("1.0.0", "1.1.0"), Full, Minor, true,
-        ).at("/properties/addr/anyOf/0/properties/zip"),
+        ).at("/properties/addr/properties/zip"),
         case(
             "T became Option<T>, backward mode",
             json!({"properties": {"addr": {"$ref": "#/$defs/Addr"}}, "$defs": {"Addr": {"type": "object"}}}),
             json!({"properties": {"addr": {"anyOf": [{"$ref": "#/$defs/Addr"}, {"type": "null"}]}}, "$defs": {"Addr": {"type": "object"}}}),
             ("1.0.0", "1.1.0"), Backward, Minor, true,
-        ).at("/properties/addr/anyOf/1"),
+        ).at("/properties/addr"),
         case(
             "T became Option<T>, full mode",
             json!({"properties": {"addr": {"$ref": "#/$defs/Addr"}}, "$defs": {"Addr": {"type": "object"}}}),
@@ -721,9 +721,207 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// An internally tagged enum whose `Newtype` variant wraps `Inner`, as schemars writes it:
+/// `{"$ref": Inner, "properties": {tag}, "required": [tag]}`.
+fn internal_newtype(inner_a: Value) -> Value {
+    json!({
+        "oneOf": [
+            {"type": "object", "properties": {"kind": {"type": "string", "const": "Unit"}}, "required": ["kind"]},
+            {"$ref": "#/$defs/Inner", "type": "object",
+             "properties": {"kind": {"type": "string", "const": "Newtype"}}, "required": ["kind"]}
+        ],
+        "$defs": {"Inner": {"type": "object", "properties": {"a": inner_a}, "required": ["a"]}}
+    })
+}
+
+/// A recursive node referenced with sibling keywords, at the root and at `next`.
+fn linked(next_extra: Value) -> Value {
+    let mut next = json!({"$ref": "#/$defs/Node", "description": "the rest"});
+    if let (Some(target), Some(extra)) = (next.as_object_mut(), next_extra.as_object()) {
+        target.extend(extra.clone());
+    }
+    json!({"$ref": "#/$defs/Node", "description": "a list",
+           "$defs": {"Node": {"type": "object", "properties": {"v": {"type": "integer"}, "next": next}}}})
+}
+
+/// A closed (`deny_unknown_fields`) struct before and after gaining an `Option` field.
+mod closed_types {
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct V1 {
+        pub id: String,
+    }
+
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields, rename = "V1")]
+    pub struct V2 {
+        pub id: String,
+        pub memo: Option<String>,
+    }
+}
+
+/// The cases of the semantic model: conjunctions, normalized spellings, numeric ranges,
+/// assertions, closed objects and `oneOf` exclusivity.
+fn semantic_cases() -> Vec<Case> {
+    let base =
+        json!({"$defs": {"Base": {"type": "object", "properties": {"id": {"type": "string"}}}}});
+    let with = |schema: Value| {
+        let mut out = base.clone();
+        if let (Some(target), Some(extra)) = (out.as_object_mut(), schema.as_object()) {
+            target.extend(extra.clone());
+        }
+        out
+    };
+    let two_patterns = |first: &str, second: &str| json!({"type": "string", "allOf": [{"pattern": first}, {"pattern": second}]});
+    vec![
+        // --- `$ref` with sibling keywords is a conjunction ----------------------------------
+        case("internally tagged newtype variant: field retyped inside the $ref target",
+            internal_newtype(json!({"type": "integer"})), internal_newtype(json!({"type": "string"})),
+            ("1.0.0", "1.1.0"), Full, Major, false).at("/oneOf/1/properties/a"),
+        case("internally tagged newtype variant: unchanged",
+            internal_newtype(json!({"type": "integer"})), internal_newtype(json!({"type": "integer"})),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("constraint tightened next to a recursive $ref",
+            linked(json!({})), linked(json!({"maxProperties": 1})),
+            ("1.0.0", "1.1.0"), Full, Major, false).at("/properties/next"),
+        case("constraint tightened next to a recursive $ref, forward mode",
+            linked(json!({})), linked(json!({"maxProperties": 1})),
+            ("1.0.0", "1.1.0"), Forward, Minor, true),
+        // --- allOf: matched by content -------------------------------------------------------
+        case("allOf members reordered (unmergeable members)",
+            two_patterns("^a", "b$"), two_patterns("b$", "^a"),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("allOf members reordered (merged members)",
+            with(json!({"allOf": [{"$ref": "#/$defs/Base"}, {"required": ["id"]}]})),
+            with(json!({"allOf": [{"required": ["id"]}, {"$ref": "#/$defs/Base"}]})),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("allOf conjunct added, forward mode",
+            with(json!({"allOf": [{"$ref": "#/$defs/Base"}]})),
+            with(json!({"allOf": [{"$ref": "#/$defs/Base"}, {"required": ["id"]}]})),
+            ("1.0.0", "1.1.0"), Forward, Minor, true).at("/properties/id"),
+        case("allOf conjunct added, backward mode",
+            with(json!({"allOf": [{"$ref": "#/$defs/Base"}]})),
+            with(json!({"allOf": [{"$ref": "#/$defs/Base"}, {"required": ["id"]}]})),
+            ("1.0.0", "1.1.0"), Backward, Major, false),
+        case("unmergeable allOf conjunct added, forward mode",
+            json!({"type": "string", "allOf": [{"pattern": "^a"}]}), two_patterns("^a", "b$"),
+            ("1.0.0", "1.1.0"), Forward, Minor, true).at("/allOf/0"),
+        case("unmergeable allOf conjunct removed, backward mode",
+            two_patterns("^a", "b$"), json!({"type": "string", "allOf": [{"pattern": "^a"}]}),
+            ("1.0.0", "1.1.0"), Backward, Minor, true),
+        case("allOf: [$ref] (schemars 0.8) against a plain $ref (schemars 1.x)",
+            with(json!({"properties": {"b": {"allOf": [{"$ref": "#/$defs/Base"}], "description": "b"}}})),
+            with(json!({"properties": {"b": {"$ref": "#/$defs/Base", "description": "b"}}})),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        // --- equivalent spellings -------------------------------------------------------------
+        case("type [integer, null] against anyOf with null",
+            json!({"type": ["integer", "null"], "format": "int32"}),
+            json!({"anyOf": [{"type": "integer", "format": "int32"}, {"type": "null"}]}),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("anyOf with null against type [integer, null]",
+            json!({"anyOf": [{"type": "null"}, {"type": "integer"}]}),
+            json!({"type": ["null", "integer"]}),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("Option<enum> as anyOf against the enum with null added",
+            json!({"anyOf": [{"$ref": "#/$defs/E"}, {"type": "null"}], "$defs": {"E": {"type": "string", "enum": ["A", "B"]}}}),
+            json!({"type": ["string", "null"], "enum": ["A", "B", null]}),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("draft-07 items array + additionalItems against 2020-12 prefixItems",
+            json!({"type": "array", "items": [{"type": "string"}, {"type": "integer"}], "additionalItems": false, "minItems": 2}),
+            json!({"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "minItems": 2, "maxItems": 2}),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("draft-07 tuple element retyped against 2020-12",
+            json!({"type": "array", "items": [{"type": "string"}], "additionalItems": false}),
+            json!({"type": "array", "prefixItems": [{"type": "integer"}], "maxItems": 1}),
+            ("1.0.0", "1.1.0"), Full, Major, false).at("/prefixItems/0"),
+        case("one-value enum against const",
+            json!({"type": "string", "enum": ["v1"]}), json!({"type": "string", "const": "v1"}),
+            ("1.0.0", "1.0.0"), Full, NoBump, true),
+        case("one-value enum against another const",
+            json!({"enum": ["v1"]}), json!({"const": "v2"}),
+            ("1.0.0", "1.1.0"), Full, Major, false),
+        // --- numeric formats ordered by range -----------------------------------------------
+        case("int32 to double, backward mode",
+            json!({"type": "integer", "format": "int32"}), json!({"type": "number", "format": "double"}),
+            ("1.0.0", "1.1.0"), Backward, Minor, true),
+        case("int32 to double, full mode",
+            json!({"type": "integer", "format": "int32"}), json!({"type": "number", "format": "double"}),
+            ("1.0.0", "1.1.0"), Full, Major, false),
+        case("float to double, backward mode",
+            json!({"type": "number", "format": "float"}), json!({"type": "number", "format": "double"}),
+            ("1.0.0", "1.1.0"), Backward, Minor, true),
+        case("double to float, forward mode",
+            json!({"type": "number", "format": "double"}), json!({"type": "number", "format": "float"}),
+            ("1.0.0", "1.1.0"), Forward, Minor, true),
+        case("int8 to int16, backward mode",
+            json!({"type": "integer", "format": "int8"}), json!({"type": "integer", "format": "int16"}),
+            ("1.0.0", "1.1.0"), Backward, Minor, true),
+        case("uint64 to int64 (neither contains the other), backward mode",
+            json!({"type": "integer", "format": "uint64"}), json!({"type": "integer", "format": "int64"}),
+            ("1.0.0", "1.1.0"), Backward, Major, false),
+        // --- assertions -------------------------------------------------------------------------
+        case("propertyNames added, forward mode",
+            object(json!({"id": {"type": "string"}}), &["id"]),
+            json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"], "propertyNames": {"maxLength": 8}}),
+            ("1.0.0", "1.1.0"), Forward, Minor, true).at("/propertyNames"),
+        case("propertyNames added, backward mode",
+            object(json!({"id": {"type": "string"}}), &["id"]),
+            json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"], "propertyNames": {"maxLength": 8}}),
+            ("1.0.0", "1.1.0"), Backward, Major, false),
+        case("dependentRequired added, forward mode",
+            object(id_and_note(), &["id"]),
+            json!({"type": "object", "properties": id_and_note(), "required": ["id"], "dependentRequired": {"note": ["id"]}}),
+            ("1.0.0", "1.1.0"), Forward, Minor, true),
+        case("dependentRequired removed, backward mode",
+            json!({"type": "object", "properties": id_and_note(), "required": ["id"], "dependentRequired": {"note": ["id"]}}),
+            object(id_and_note(), &["id"]),
+            ("1.0.0", "1.1.0"), Backward, Minor, true),
+        case("dependentRequired widened, backward mode",
+            json!({"type": "object", "properties": id_and_note(), "dependentRequired": {"note": ["id"]}}),
+            json!({"type": "object", "properties": id_and_note(), "dependentRequired": {"note": ["id"], "id": ["note"]}}),
+            ("1.0.0", "1.1.0"), Backward, Major, false),
+        case("not added, forward mode",
+            json!({"type": "string"}), json!({"type": "string", "not": {"const": ""}}),
+            ("1.0.0", "1.1.0"), Forward, Minor, true),
+        // --- closed objects (deny_unknown_fields) ---------------------------------------------
+        case("schemars: Option field added to a deny_unknown_fields struct, full mode",
+            schema::<closed_types::V1>(), schema::<closed_types::V2>(),
+            ("1.0.0", "1.1.0"), Full, Major, false).at("/properties/memo"),
+        case("schemars: Option field added to a deny_unknown_fields struct, backward mode",
+            schema::<closed_types::V1>(), schema::<closed_types::V2>(),
+            ("1.0.0", "1.1.0"), Backward, Minor, true),
+        case("schemars: Option field removed from a deny_unknown_fields struct, full mode",
+            schema::<closed_types::V2>(), schema::<closed_types::V1>(),
+            ("1.0.0", "1.1.0"), Full, Major, false),
+        case("schemars: Option field removed from a deny_unknown_fields struct, forward mode",
+            schema::<closed_types::V2>(), schema::<closed_types::V1>(),
+            ("1.0.0", "1.1.0"), Forward, Minor, true),
+        // --- map entries and oneOf exclusivity ------------------------------------------------
+        case("property added that old map entries may carry with another type, backward mode",
+            json!({"type": "object", "additionalProperties": {"type": "integer"}}),
+            json!({"type": "object", "properties": {"x": {"type": "string"}}, "additionalProperties": {"type": "integer"}}),
+            ("1.0.0", "1.1.0"), Backward, Major, false).at("/properties/x"),
+        case("tag removed from an internally tagged variant: it overlaps the others, backward mode",
+            tagged(&[("Created", json!({})), ("Cancelled", json!({"reason": {"type": "string"}}))]),
+            json!({"oneOf": [
+                {"type": "object", "properties": {}, "required": []},
+                {"type": "object", "properties": {"kind": {"type": "string", "const": "Cancelled"}, "reason": {"type": "string"}}, "required": ["kind"]}
+            ]}),
+            ("1.0.0", "1.1.0"), Backward, Major, false).at("/oneOf/0"),
+    ]
+}
+
+fn id_and_note() -> Value {
+    json!({"id": {"type": "string"}, "note": {"type": "string"}})
+}
+
 #[test]
 fn table() {
-    let cases = cases();
+    let mut cases = cases();
+    cases.extend(semantic_cases());
     assert!(cases.len() >= 45, "only {} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {

@@ -363,11 +363,7 @@ impl Bus {
             .map(|d| d.contains(&exchange.name()))
             .unwrap_or(false);
         if !known {
-            self.inner
-                .transport
-                .declare_exchange(&self.exchange_name(exchange), exchange.is_durable())
-                .await?;
-            self.remember_exchange(exchange);
+            self.declare_on_broker(exchange).await?;
         }
         Ok(())
     }
@@ -378,6 +374,10 @@ impl Bus {
         if let Ok(mut d) = self.inner.declared.write() {
             d.retain(|name| *name != exchange.name());
         }
+        self.declare_on_broker(exchange).await
+    }
+
+    async fn declare_on_broker(&self, exchange: Exchange) -> Result<(), TopologyError> {
         self.inner
             .transport
             .declare_exchange(&self.exchange_name(exchange), exchange.is_durable())

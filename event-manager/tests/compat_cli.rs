@@ -218,6 +218,72 @@ fn compat_unreadable_input_exits_2() {
 }
 
 #[test]
+fn compat_json_that_is_not_a_schema_exits_2() {
+    let dir = Scratch::new("not-a-schema");
+    let good = dir.write_json("good.json", &order("1.0.0", true, false));
+    let array = dir.write_json("array.json", &json!([{"type": "object"}]));
+    let text = dir.write_json("text.json", &json!("{\"type\": \"object\"}"));
+    let versions = [
+        p("--old-version"),
+        p("1.0.0"),
+        p("--new-version"),
+        p("1.1.0"),
+    ];
+
+    for (old, new, culprit) in [
+        (&array, &good, "array.json"),
+        (&good, &array, "array.json"),
+        (&good, &text, "text.json"),
+    ] {
+        let mut args = vec![p("compat"), old.as_path(), new.as_path()];
+        args.extend(versions);
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!((code, stdout.as_str()), (2, ""), "{culprit}: {stderr}");
+        assert!(
+            stderr.contains(culprit) && stderr.contains("is not a JSON Schema"),
+            "{stderr}"
+        );
+    }
+
+    // Boolean schemas are schemas.
+    let yes = dir.write_json("true.json", &json!(true));
+    let mut args = vec![p("compat"), yes.as_path(), yes.as_path()];
+    args.extend(versions);
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+
+    dir.write_json("old/order.json", &order("1.0.0", true, false));
+    dir.write_json("new/order.json", &json!([order("1.1.0", true, false)]));
+    let (code, _, stderr) = run(&[p("compat-dir"), &dir.path("old"), &dir.path("new")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not a JSON Schema"), "{stderr}");
+}
+
+#[test]
+fn compat_internally_tagged_newtype_field_retyped_exits_1() {
+    // schemars writes the newtype variant as `$ref` next to the tag: the sibling keywords must
+    // not hide the target's fields.
+    let schema = |version: &str, a: &str| {
+        json!({
+            "x-event-version": version,
+            "oneOf": [{"$ref": "#/$defs/Inner", "type": "object",
+                       "properties": {"kind": {"type": "string", "const": "Newtype"}},
+                       "required": ["kind"]}],
+            "$defs": {"Inner": {"type": "object", "properties": {"a": {"type": a}}, "required": ["a"]}}
+        })
+    };
+    let dir = Scratch::new("newtype");
+    let old = dir.write_json("old.json", &schema("1.0.0", "integer"));
+    let new = dir.write_json("new.json", &schema("1.1.0", "string"));
+    let (code, stdout, _) = run(&[p("compat"), &old, &new]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("/properties/a: type changed from integer to string"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn help_exits_0() {
     let (code, stdout, _) = run(&[p("--help")]);
     assert_eq!(code, 0);

@@ -143,6 +143,26 @@ pub enum ChangeKind {
         /// A readable name for the variant.
         label: String,
     },
+    /// A `oneOf` alternative may now match values that another alternative of the other
+    /// version matches, so `oneOf` (which rejects a value matching two alternatives) may
+    /// reject data that used to be, or is meant to be, valid.
+    VariantsOverlap {
+        /// The alternative whose change (or addition) creates the overlap.
+        label: String,
+        /// The alternative it may overlap with.
+        other: String,
+    },
+    /// An `allOf` member (one that cannot be merged into its parent) exists in the new
+    /// schema only: values must now also satisfy it.
+    ConjunctAdded {
+        /// A readable name for the member.
+        label: String,
+    },
+    /// An `allOf` member exists in the old schema only.
+    ConjunctRemoved {
+        /// A readable name for the member.
+        label: String,
+    },
     /// `oneOf` became `anyOf` or the reverse.
     CombinatorChanged {
         /// Old keyword.
@@ -257,6 +277,31 @@ fn values(list: &[Value]) -> String {
     list.iter().map(short).collect::<Vec<_>>().join(", ")
 }
 
+impl ChangeKind {
+    /// The text of the `oneOf`/`anyOf`/`allOf` kinds.
+    fn fmt_combination(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeKind::VariantAdded { keyword, label } => {
+                write!(f, "{keyword} variant added: {label}")
+            }
+            ChangeKind::VariantRemoved { keyword, label } => {
+                write!(f, "{keyword} variant removed: {label}")
+            }
+            ChangeKind::VariantsOverlap { label, other } => write!(
+                f,
+                "oneOf alternative {label} may also match values of {other} \
+                 (oneOf rejects a value that matches two)"
+            ),
+            ChangeKind::ConjunctAdded { label } => write!(f, "allOf member added: {label}"),
+            ChangeKind::ConjunctRemoved { label } => write!(f, "allOf member removed: {label}"),
+            ChangeKind::CombinatorChanged { from, to } => {
+                write!(f, "combinator changed from {from} to {to}")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for ChangeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn qualifier(required: bool, has_default: bool) -> &'static str {
@@ -336,15 +381,12 @@ impl fmt::Display for ChangeKind {
             ChangeKind::TupleLengthChanged { old, new } => {
                 write!(f, "tuple length changed from {old} to {new}")
             }
-            ChangeKind::VariantAdded { keyword, label } => {
-                write!(f, "{keyword} variant added: {label}")
-            }
-            ChangeKind::VariantRemoved { keyword, label } => {
-                write!(f, "{keyword} variant removed: {label}")
-            }
-            ChangeKind::CombinatorChanged { from, to } => {
-                write!(f, "combinator changed from {from} to {to}")
-            }
+            ChangeKind::VariantAdded { .. }
+            | ChangeKind::VariantRemoved { .. }
+            | ChangeKind::VariantsOverlap { .. }
+            | ChangeKind::ConjunctAdded { .. }
+            | ChangeKind::ConjunctRemoved { .. }
+            | ChangeKind::CombinatorChanged { .. } => self.fmt_combination(f),
             ChangeKind::SchemaBecameFalse => {
                 f.write_str("schema became `false` (rejects every value)")
             }

@@ -9,7 +9,7 @@ use super::change::ChangeKind;
 use super::diff::Differ;
 
 /// Keywords whose larger value accepts fewer instances.
-const LOWER_BOUNDS: &[&str] = &[
+pub(super) const LOWER_BOUNDS: &[&str] = &[
     "minimum",
     "exclusiveMinimum",
     "minLength",
@@ -18,7 +18,7 @@ const LOWER_BOUNDS: &[&str] = &[
 ];
 
 /// Keywords whose smaller value accepts fewer instances.
-const UPPER_BOUNDS: &[&str] = &[
+pub(super) const UPPER_BOUNDS: &[&str] = &[
     "maximum",
     "exclusiveMaximum",
     "maxLength",
@@ -34,7 +34,8 @@ enum Effect {
     Changed,
 }
 
-fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
+/// Orders two JSON numbers exactly when both are integers, else as `f64`.
+pub(super) fn compare_numbers(a: &Number, b: &Number) -> Option<Ordering> {
     let int = |n: &Number| {
         n.as_i64()
             .map(i128::from)
@@ -110,10 +111,12 @@ fn multiple_of(old: Option<&Value>, new: Option<&Value>) -> Option<Effect> {
 }
 
 /// Value ranges of the numeric `format`s schemars emits for Rust number types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Range {
+    /// Integers from the first to the second bound.
     Int(i128, u128),
-    Float(u8),
+    /// Any number whose magnitude is at most this.
+    Float(f64),
 }
 
 fn numeric_format(name: &str) -> Option<Range> {
@@ -134,39 +137,49 @@ fn numeric_format(name: &str) -> Option<Range> {
         "uint32" => unsigned(32),
         "uint64" | "uint" => unsigned(64),
         "uint128" => Range::Int(0, u128::MAX),
-        "float" => Range::Float(32),
-        "double" => Range::Float(64),
+        "float" => Range::Float(f64::from(f32::MAX)),
+        "double" => Range::Float(f64::MAX),
         _ => return None,
     })
 }
 
-/// `format`: known numeric widths are ordered; any other difference is a plain change.
+/// Whether every value of range `inner` lies in range `outer`.
+fn contains(outer: Range, inner: Range) -> bool {
+    match (outer, inner) {
+        (Range::Int(o_min, o_max), Range::Int(i_min, i_max)) => o_min <= i_min && i_max <= o_max,
+        (Range::Float(max), Range::Int(min, i_max)) => -max <= min as f64 && i_max as f64 <= max,
+        (Range::Float(o), Range::Float(i)) => i <= o,
+        (Range::Int(..), Range::Float(_)) => false,
+    }
+}
+
+/// How two numeric formats' ranges compare: `Less` when `a`'s values all fit in `b` (int8 ⊂
+/// int16 ⊂ int32 ⊂ int64, uint8 ⊂ … ⊂ uint64, every integer format ⊂ double, float ⊂ double),
+/// `Equal` for the same range, `None` when neither contains the other or a format is not
+/// numeric.
+pub(super) fn numeric_format_order(a: &str, b: &str) -> Option<Ordering> {
+    let (a, b) = (numeric_format(a)?, numeric_format(b)?);
+    match (contains(b, a), contains(a, b)) {
+        (true, true) => Some(Ordering::Equal),
+        (true, false) => Some(Ordering::Less),
+        (false, true) => Some(Ordering::Greater),
+        (false, false) => None,
+    }
+}
+
+/// `format`: known numeric ranges are ordered; any other difference is a plain change.
 fn format(old: Option<&Value>, new: Option<&Value>) -> Option<Effect> {
     match (old, new) {
         (None, None) => None,
         (Some(a), Some(b)) if a == b => None,
         (None, Some(_)) => Some(Effect::Tightened),
         (Some(_), None) => Some(Effect::Relaxed),
-        (Some(Value::String(a)), Some(Value::String(b))) => {
-            match (numeric_format(a), numeric_format(b)) {
-                (Some(Range::Int(a_min, a_max)), Some(Range::Int(b_min, b_max))) => {
-                    let old_in_new = b_min <= a_min && a_max <= b_max;
-                    let new_in_old = a_min <= b_min && b_max <= a_max;
-                    match (old_in_new, new_in_old) {
-                        (true, true) => None,
-                        (true, false) => Some(Effect::Relaxed),
-                        (false, true) => Some(Effect::Tightened),
-                        (false, false) => Some(Effect::Changed),
-                    }
-                }
-                (Some(Range::Float(a)), Some(Range::Float(b))) => match a.cmp(&b) {
-                    Ordering::Less => Some(Effect::Relaxed),
-                    Ordering::Greater => Some(Effect::Tightened),
-                    Ordering::Equal => None,
-                },
-                _ => Some(Effect::Changed),
-            }
-        }
+        (Some(Value::String(a)), Some(Value::String(b))) => match numeric_format_order(a, b) {
+            Some(Ordering::Equal) => None,
+            Some(Ordering::Less) => Some(Effect::Relaxed),
+            Some(Ordering::Greater) => Some(Effect::Tightened),
+            None => Some(Effect::Changed),
+        },
         _ => Some(Effect::Changed),
     }
 }
@@ -295,7 +308,11 @@ mod tests {
         assert_eq!(f("uint64", "int64"), Some(Effect::Changed));
         assert_eq!(f("uint", "uint64"), None);
         assert_eq!(f("float", "double"), Some(Effect::Relaxed));
-        assert_eq!(f("int32", "double"), Some(Effect::Changed));
+        assert_eq!(f("int32", "double"), Some(Effect::Relaxed));
+        assert_eq!(f("int64", "double"), Some(Effect::Relaxed));
+        assert_eq!(f("uint16", "float"), Some(Effect::Relaxed));
+        assert_eq!(f("uint128", "float"), Some(Effect::Changed));
+        assert_eq!(f("double", "int32"), Some(Effect::Tightened));
         assert_eq!(f("date-time", "date"), Some(Effect::Changed));
         assert_eq!(f("int128", "uint128"), Some(Effect::Changed));
     }

@@ -1,22 +1,20 @@
 //! The structural differ: walks both schemas side by side and records [`Change`]s.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
 use super::change::{Change, ChangeKind};
-use super::resolve::{
-    MAX_DEPTH, Resolved, canonical_keyword, child, is_annotation, is_ignored, resolve,
-};
+use super::normalize::normalize;
+use super::resolve::{MAX_DEPTH, may_recurse, node_key};
 use super::variants::combinator;
 
 /// The schema `true` (accepts everything), used where a keyword is absent.
-static TRUE: Value = Value::Bool(true);
+pub(super) static TRUE: Value = Value::Bool(true);
 
 /// Keywords compared by dedicated logic; everything else goes through the generic
-/// annotation / `default` / unknown-keyword comparison.
-const HANDLED: &[&str] = &[
+/// annotation / `default` / assertion / unknown-keyword comparison.
+pub(super) const HANDLED: &[&str] = &[
     "type",
     "enum",
     "const",
@@ -45,9 +43,11 @@ const HANDLED: &[&str] = &[
 
 /// Diffs two JSON Schemas and returns every change with its verdicts.
 ///
-/// `$ref`s are resolved against each document's own root before comparing, so renaming a
-/// definition without changing its shape is not a change. See the module documentation for
-/// the meaning of each [`ChangeKind`] and its verdicts.
+/// Each node is normalized before comparing: `$ref`s are expanded against each document's
+/// own root and conjoined with their sibling keywords, `allOf` members are merged, and
+/// equivalent spellings are rewritten to one form, so renaming a definition without changing
+/// its shape is not a change. See the module documentation for the meaning of each
+/// [`ChangeKind`] and its verdicts.
 ///
 /// Changes come sorted by path (a parent before its children; stable within one path).
 ///
@@ -59,79 +59,6 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
     let mut changes = differ.changes;
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     changes
-}
-
-/// Identity of a (resolved) schema node for the recursion guard.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum NodeId {
-    /// A node of a document (its address, stable while the comparison is in progress), however
-    /// it was reached: inline, through `$ref`, or through `#`.
-    Addr(usize),
-    /// A definition merged with the keywords next to its `$ref` (a temporary value).
-    Merged(Option<String>),
-}
-
-fn node_id(resolved: &Resolved<'_>) -> NodeId {
-    match &resolved.value {
-        Cow::Borrowed(value) => NodeId::Addr(*value as *const Value as usize),
-        Cow::Owned(_) => NodeId::Merged(resolved.reference.clone()),
-    }
-}
-
-fn type_set(value: Option<&Value>) -> Result<Option<Vec<String>>, ()> {
-    match value {
-        None => Ok(None),
-        Some(Value::String(name)) => Ok(Some(vec![name.clone()])),
-        Some(Value::Array(items)) if !items.is_empty() => {
-            let mut names = items
-                .iter()
-                .map(|item| item.as_str().map(str::to_owned).ok_or(()))
-                .collect::<Result<Vec<_>, ()>>()?;
-            names.sort();
-            names.dedup();
-            Ok(Some(names))
-        }
-        Some(_) => Err(()),
-    }
-}
-
-/// Whether the type set accepts every instance of type `name` (`number` covers `integer`).
-fn covers(set: &[String], name: &str) -> bool {
-    set.iter()
-        .any(|t| t == name || (t == "number" && name == "integer"))
-}
-
-fn overlaps(a: &[String], b: &[String]) -> bool {
-    a.iter().any(|t| covers(b, t)) || b.iter().any(|t| covers(a, t))
-}
-
-/// The values allowed by `enum` and/or `const` (`None`: unrestricted).
-fn allowed(map: &Map<String, Value>) -> Result<Option<Vec<Value>>, ()> {
-    let listed = match map.get("enum") {
-        None => None,
-        Some(Value::Array(items)) => Some(items.clone()),
-        Some(_) => return Err(()),
-    };
-    Ok(match (listed, map.get("const")) {
-        (None, None) => None,
-        (Some(items), None) => Some(items),
-        (None, Some(value)) => Some(vec![value.clone()]),
-        (Some(items), Some(value)) => Some(items.into_iter().filter(|v| v == value).collect()),
-    })
-}
-
-/// The positional items of a tuple schema and the keyword holding them.
-fn tuple(map: &Map<String, Value>) -> Option<(&'static str, &Vec<Value>)> {
-    match (map.get("prefixItems"), map.get("items")) {
-        (Some(Value::Array(items)), _) => Some(("prefixItems", items)),
-        (_, Some(Value::Array(items))) => Some(("items", items)),
-        _ => None,
-    }
-}
-
-/// The single-schema `items` (2020-12 meaning), if any.
-fn items_schema(map: &Map<String, Value>) -> Option<&Value> {
-    map.get("items").filter(|items| !items.is_array())
 }
 
 /// A schema object, with `true` read as the empty schema `{}`.
@@ -148,7 +75,9 @@ pub(crate) struct Differ<'r> {
     pub(super) old_root: &'r Value,
     pub(super) new_root: &'r Value,
     pub(super) changes: Vec<Change>,
-    in_progress: HashSet<(NodeId, NodeId)>,
+    /// The pairs of nodes (as text, which fixes their meaning within their documents) being
+    /// compared further up; only nodes with a `$ref` or `allOf` can close a cycle.
+    in_progress: HashSet<(String, String)>,
 }
 
 impl<'r> Differ<'r> {
@@ -173,7 +102,7 @@ impl<'r> Differ<'r> {
         std::mem::replace(&mut self.changes, saved)
     }
 
-    /// Compares two schemas (each possibly a `$ref`) found at `path`.
+    /// Compares two schemas (each possibly a `$ref`, an `allOf`, …) found at `path`.
     pub(super) fn compare(&mut self, old: &Value, new: &Value, path: &str, depth: usize) {
         if depth > MAX_DEPTH {
             self.push(
@@ -186,20 +115,26 @@ impl<'r> Differ<'r> {
             );
             return;
         }
+        // The same pair of nodes is already being compared further up: a recursive schema.
+        // Its changes are reported at the outer occurrence. The key is the nodes' full text,
+        // keywords next to a `$ref` included, so a sibling constraint is never skipped.
         let (old_root, new_root) = (self.old_root, self.new_root);
-        let old_resolved = resolve(old_root, old);
-        let new_resolved = resolve(new_root, new);
-        let key = (node_id(&old_resolved), node_id(&new_resolved));
-        // This pair of nodes is already being compared further up: a recursive schema (only
-        // `$ref`s can close such a loop). Its changes are reported at the outer occurrence.
-        if !self.in_progress.insert(key.clone()) {
+        let key = (depth == 0 || may_recurse(old) || may_recurse(new))
+            .then(|| (node_key(old_root, old), node_key(new_root, new)));
+        if let Some(key) = &key
+            && !self.in_progress.insert(key.clone())
+        {
             return;
         }
-        self.compare_resolved(&old_resolved.value, &new_resolved.value, path, depth);
-        self.in_progress.remove(&key);
+        let old_normal = normalize(old_root, old);
+        let new_normal = normalize(new_root, new);
+        self.compare_normal(&old_normal.value, &new_normal.value, path, depth);
+        if let Some(key) = &key {
+            self.in_progress.remove(key);
+        }
     }
 
-    fn compare_resolved(&mut self, old: &Value, new: &Value, path: &str, depth: usize) {
+    fn compare_normal(&mut self, old: &Value, new: &Value, path: &str, depth: usize) {
         match (old, new) {
             (Value::Bool(false), Value::Bool(false)) => return,
             (Value::Bool(false), _) => {
@@ -236,7 +171,7 @@ impl<'r> Differ<'r> {
         }
     }
 
-    /// Compares all keywords of two schema objects (combinators already split off).
+    /// Compares all keywords of two normalized schema objects (combinators already split off).
     pub(super) fn compare_keywords(
         &mut self,
         o: &Map<String, Value>,
@@ -252,57 +187,7 @@ impl<'r> Differ<'r> {
             self.compare_array(o, n, path, depth);
             self.compare_all_of(o, n, path, depth);
         }
-        self.compare_remaining(o, n, path);
-    }
-
-    /// Reports a `type` change; returns whether old and new types share no instance (then the
-    /// structural keywords are not worth comparing).
-    fn compare_type(&mut self, o: &Map<String, Value>, n: &Map<String, Value>, path: &str) -> bool {
-        match (type_set(o.get("type")), type_set(n.get("type"))) {
-            (Ok(None), Ok(None)) => false,
-            (Ok(None), Ok(Some(to))) => {
-                self.push(
-                    path,
-                    ChangeKind::TypeNarrowed { from: vec![], to },
-                    false,
-                    true,
-                );
-                false
-            }
-            (Ok(Some(from)), Ok(None)) => {
-                self.push(
-                    path,
-                    ChangeKind::TypeWidened { from, to: vec![] },
-                    true,
-                    false,
-                );
-                false
-            }
-            (Ok(Some(from)), Ok(Some(to))) => {
-                let widened = from.iter().all(|t| covers(&to, t));
-                let narrowed = to.iter().all(|t| covers(&from, t));
-                let disjoint = !overlaps(&from, &to);
-                match (widened, narrowed) {
-                    (true, true) => {}
-                    (true, false) => {
-                        self.push(path, ChangeKind::TypeWidened { from, to }, true, false)
-                    }
-                    (false, true) => {
-                        self.push(path, ChangeKind::TypeNarrowed { from, to }, false, true)
-                    }
-                    (false, false) => {
-                        self.push(path, ChangeKind::TypeChanged { from, to }, false, false)
-                    }
-                }
-                disjoint
-            }
-            _ => {
-                if o.get("type") != n.get("type") {
-                    self.push_unknown(path, "type");
-                }
-                false
-            }
-        }
+        self.compare_remaining(o, n, path, depth);
     }
 
     pub(super) fn push_unknown(&mut self, path: &str, keyword: &str) {
@@ -314,165 +199,6 @@ impl<'r> Differ<'r> {
             false,
             false,
         );
-    }
-
-    fn compare_allowed_values(
-        &mut self,
-        o: &Map<String, Value>,
-        n: &Map<String, Value>,
-        path: &str,
-    ) {
-        let only_const =
-            |m: &Map<String, Value>| m.contains_key("const") && !m.contains_key("enum");
-        if only_const(o) && only_const(n) {
-            if let (Some(old), Some(new)) = (o.get("const"), n.get("const"))
-                && old != new
-            {
-                let kind = ChangeKind::ConstChanged {
-                    old: old.clone(),
-                    new: new.clone(),
-                };
-                self.push(path, kind, false, false);
-            }
-            return;
-        }
-        let keyword = |m: &Map<String, Value>| {
-            if m.contains_key("enum") {
-                "enum"
-            } else {
-                "const"
-            }
-        };
-        match (allowed(o), allowed(n)) {
-            (Ok(None), Ok(None)) => {}
-            (Ok(None), Ok(Some(_))) => {
-                let kw = keyword(n);
-                let kind = ChangeKind::ConstraintTightened {
-                    keyword: kw.to_owned(),
-                    old: None,
-                    new: n.get(kw).cloned(),
-                };
-                self.push(path, kind, false, true);
-            }
-            (Ok(Some(_)), Ok(None)) => {
-                let kw = keyword(o);
-                let kind = ChangeKind::ConstraintRelaxed {
-                    keyword: kw.to_owned(),
-                    old: o.get(kw).cloned(),
-                    new: None,
-                };
-                self.push(path, kind, true, false);
-            }
-            (Ok(Some(old)), Ok(Some(new))) => {
-                let added: Vec<Value> = new.iter().filter(|v| !old.contains(v)).cloned().collect();
-                let removed: Vec<Value> =
-                    old.iter().filter(|v| !new.contains(v)).cloned().collect();
-                if !added.is_empty() {
-                    self.push(path, ChangeKind::EnumValuesAdded(added), true, false);
-                }
-                if !removed.is_empty() {
-                    self.push(path, ChangeKind::EnumValuesRemoved(removed), false, true);
-                }
-            }
-            _ => {
-                if o.get("enum") != n.get("enum") || o.get("const") != n.get("const") {
-                    self.push_unknown(path, "enum");
-                }
-            }
-        }
-    }
-
-    fn compare_array(
-        &mut self,
-        o: &Map<String, Value>,
-        n: &Map<String, Value>,
-        path: &str,
-        depth: usize,
-    ) {
-        match (tuple(o), tuple(n)) {
-            (None, None) => {}
-            (Some((_, old)), Some((keyword, new))) => {
-                let tuple_path = child(path, keyword);
-                for (index, (a, b)) in old.iter().zip(new.iter()).enumerate() {
-                    self.compare(a, b, &child(&tuple_path, &index.to_string()), depth + 1);
-                }
-                if old.len() != new.len() {
-                    let kind = ChangeKind::TupleLengthChanged {
-                        old: old.len(),
-                        new: new.len(),
-                    };
-                    self.push(&tuple_path, kind, false, false);
-                }
-            }
-            (Some(_), None) | (None, Some(_)) => self.push_unknown(path, "prefixItems"),
-        }
-        match (items_schema(o), items_schema(n)) {
-            (None, None) => {}
-            (a, b) => self.compare(
-                a.unwrap_or(&TRUE),
-                b.unwrap_or(&TRUE),
-                &child(path, "items"),
-                depth + 1,
-            ),
-        }
-    }
-
-    fn compare_all_of(
-        &mut self,
-        o: &Map<String, Value>,
-        n: &Map<String, Value>,
-        path: &str,
-        depth: usize,
-    ) {
-        match (o.get("allOf"), n.get("allOf")) {
-            (None, None) => {}
-            (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
-                let all_path = child(path, "allOf");
-                for (index, (x, y)) in a.iter().zip(b.iter()).enumerate() {
-                    self.compare(x, y, &child(&all_path, &index.to_string()), depth + 1);
-                }
-            }
-            (a, b) => {
-                let canon_a = a.map(|v| canonical_keyword(self.old_root, "allOf", v));
-                let canon_b = b.map(|v| canonical_keyword(self.new_root, "allOf", v));
-                if canon_a != canon_b {
-                    self.push_unknown(path, "allOf");
-                }
-            }
-        }
-    }
-
-    /// Annotations, `default`, and keywords without dedicated logic.
-    fn compare_remaining(&mut self, o: &Map<String, Value>, n: &Map<String, Value>, path: &str) {
-        let keys = o.keys().chain(n.keys().filter(|key| !o.contains_key(*key)));
-        for key in keys {
-            if is_ignored(key) || HANDLED.contains(&key.as_str()) {
-                continue;
-            }
-            let (a, b) = (o.get(key), n.get(key));
-            if is_annotation(key) {
-                if a != b {
-                    let kind = ChangeKind::AnnotationChanged {
-                        keyword: key.clone(),
-                    };
-                    self.push(path, kind, true, true);
-                }
-            } else if key == "default" {
-                if a != b {
-                    let kind = ChangeKind::DefaultChanged {
-                        old: a.cloned(),
-                        new: b.cloned(),
-                    };
-                    self.push(path, kind, true, true);
-                }
-            } else {
-                let canon_a = a.map(|v| canonical_keyword(self.old_root, key, v));
-                let canon_b = b.map(|v| canonical_keyword(self.new_root, key, v));
-                if canon_a != canon_b {
-                    self.push_unknown(path, key);
-                }
-            }
-        }
     }
 }
 

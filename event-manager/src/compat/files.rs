@@ -17,6 +17,7 @@ const SKIPPED_FILE: &str = "asyncapi.json";
 
 /// Why a schema file or directory could not be checked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CompatError {
     /// The file could not be read.
     #[error("cannot read `{}`: {source} (check that the file exists and is readable)", path.display())]
@@ -41,6 +42,18 @@ pub enum CompatError {
         path: PathBuf,
         /// The parse error.
         source: serde_json::Error,
+    },
+    /// The file is JSON but not a schema: a JSON Schema is an object or a boolean.
+    #[error(
+        "`{}` is not a JSON Schema: its root is {found}, expected an object or a boolean \
+         (point at the contract's exported schema file)",
+        path.display()
+    )]
+    NotASchema {
+        /// The file.
+        path: PathBuf,
+        /// What the root is instead, e.g. `an array`.
+        found: &'static str,
     },
     /// The schema has no version and none was given.
     #[error(
@@ -68,15 +81,27 @@ pub enum CompatError {
     },
 }
 
-/// Reads and parses one schema file.
+/// Reads and parses one schema file; its root must be a JSON object or a boolean.
 pub fn load_schema(path: &Path) -> Result<Value, CompatError> {
     let bytes = fs::read(path).map_err(|source| CompatError::Read {
         path: path.to_owned(),
         source,
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| CompatError::InvalidJson {
+    let schema: Value =
+        serde_json::from_slice(&bytes).map_err(|source| CompatError::InvalidJson {
+            path: path.to_owned(),
+            source,
+        })?;
+    let found = match &schema {
+        Value::Object(_) | Value::Bool(_) => return Ok(schema),
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Null => "null",
+    };
+    Err(CompatError::NotASchema {
         path: path.to_owned(),
-        source,
+        found,
     })
 }
 

@@ -1,13 +1,20 @@
 #![doc = include_str!("../../COMPAT.md")]
 
+mod array;
 mod change;
+mod conjoin;
+mod conjuncts;
 mod constraints;
 mod diff;
+mod exclusive;
 mod files;
+mod keywords;
 mod mode;
+mod normalize;
 mod object;
 mod report;
 mod resolve;
+mod values;
 mod variants;
 
 pub use change::{Change, ChangeKind};

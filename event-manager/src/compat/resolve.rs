@@ -1,8 +1,10 @@
-//! `$ref` resolution against a document root, and a canonical form for structural equality.
+//! `$ref` lookup in a document, keyword classes, and a canonical form for structural equality.
 
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
+
+use super::normalize::normalize;
 
 /// Deepest nesting (of schemas, counted through `$ref`s) the checker follows.
 pub(crate) const MAX_DEPTH: usize = 200;
@@ -119,81 +121,48 @@ pub(crate) fn lookup<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> 
     }
 }
 
-/// A schema with its `$ref` chain followed.
-pub(crate) struct Resolved<'a> {
-    /// The effective schema (the target, with any sibling keywords of the `$ref` merged in).
-    pub(crate) value: Cow<'a, Value>,
-    /// The last reference followed, if any.
-    pub(crate) reference: Option<String>,
-    /// Every reference followed, in order.
-    pub(crate) chain: Vec<String>,
-}
-
-/// Follows local `$ref`s (also chains of them) of `schema` within `root`.
-///
-/// Keywords next to a `$ref` (allowed since draft 2019-09) are merged over the target, so
-/// `{"$ref": "#/$defs/A", "description": "…"}` compares like `A` with that description.
-/// An unresolvable `$ref` is left in place and is then compared textually.
-pub(crate) fn resolve<'a>(root: &'a Value, schema: &'a Value) -> Resolved<'a> {
-    let mut current: Cow<'a, Value> = Cow::Borrowed(schema);
-    let mut reference = None;
-    let mut seen: Vec<String> = Vec::new();
-    while let Some(map) = current.as_object() {
-        let Some(Value::String(target_ref)) = map.get("$ref") else {
-            break;
-        };
-        if seen.iter().any(|s| s == target_ref) || seen.len() > MAX_DEPTH {
-            break;
-        }
-        let Some(target) = lookup(root, target_ref) else {
-            break;
-        };
-        let target_ref = target_ref.clone();
-        let next = if map.len() == 1 {
-            Cow::Borrowed(target)
-        } else {
-            let mut siblings = map.clone();
-            siblings.remove("$ref");
-            Cow::Owned(merge(target, siblings))
-        };
-        seen.push(target_ref.clone());
-        reference = Some(target_ref);
-        current = next;
-    }
-    Resolved {
-        value: current,
-        reference,
-        chain: seen,
-    }
-}
-
-/// `target` with `siblings` layered on top (siblings win on conflicts).
-fn merge(target: &Value, siblings: Map<String, Value>) -> Value {
-    match target {
-        Value::Object(map) => {
-            let mut merged = map.clone();
-            for (key, value) in siblings {
-                merged.insert(key, value);
-            }
-            Value::Object(merged)
-        }
-        Value::Bool(false) => Value::Bool(false),
-        _ => Value::Object(siblings),
-    }
-}
-
-/// Whether a (resolved) property schema carries a `default`.
+/// Whether a (normalized) property schema carries a `default`.
 pub(crate) fn has_default(root: &Value, schema: &Value) -> bool {
-    resolve(root, schema)
+    normalize(root, schema)
         .value
         .as_object()
         .is_some_and(|map| map.contains_key("default"))
 }
 
-/// A canonical form of a schema for structural equality: `$ref`s inlined (recursive
-/// references replaced by a depth marker, so two identically shaped recursive definitions
-/// with different names are equal), annotations and definitions dropped, `required` and
-/// `type` arrays sorted.
+/// A key fixing what `schema` means within `root`: its text, after following references
+/// that stand alone (`{"$ref": …}` and nothing else), so `{"$ref": "#"}` keys like the root.
+pub(crate) fn node_key(root: &Value, schema: &Value) -> String {
+    let mut current = schema;
+    for _ in 0..MAX_DEPTH {
+        match current.as_object() {
+            Some(map) if map.len() == 1 => match map.get("$ref") {
+                Some(Value::String(reference)) => match lookup(root, reference) {
+                    Some(target) => current = target,
+                    None => break,
+                },
+                _ => break,
+            },
+            _ => break,
+        }
+    }
+    current.to_string()
+}
+
+/// Whether a schema node can close a cycle: only a `$ref` can, directly or through the
+/// `allOf`, `anyOf` or `oneOf` members its normal form absorbs.
+pub(crate) fn may_recurse(schema: &Value) -> bool {
+    schema.as_object().is_some_and(|map| {
+        ["$ref", "allOf", "anyOf", "oneOf"]
+            .iter()
+            .any(|key| map.contains_key(*key))
+    })
+}
+
+/// A canonical form of a schema for structural equality: every node normalized (references
+/// expanded and conjoined, equivalent spellings rewritten, see [`normalize`]), a node met again
+/// inside itself replaced by a marker counting how many levels up it is (so two identically
+/// shaped recursive definitions with different names are equal), annotations and definitions
+/// dropped, `required`, `type` and `enum` arrays sorted.
 pub(crate) fn canonical(root: &Value, schema: &Value) -> Value {
     let mut stack = Vec::new();
     canonical_schema(root, schema, &mut stack, 0)
@@ -206,30 +175,24 @@ pub(crate) fn canonical_keyword(root: &Value, keyword: &str, value: &Value) -> V
     canonical_keyword_value(root, keyword, value, &mut stack, 0)
 }
 
-/// Definitions being expanded: one frame per resolved `$ref` chain.
-type Stack = Vec<Vec<String>>;
+/// The text of the nodes being expanded that contain a `$ref` or `allOf`.
+type Stack = Vec<String>;
 
 fn canonical_schema(root: &Value, schema: &Value, stack: &mut Stack, depth: usize) -> Value {
     if depth > MAX_DEPTH {
         return Value::String("<too deep>".to_owned());
     }
-    // Detect recursion before resolving: a `$ref` that points to a definition currently being
-    // expanded becomes a marker counting how many levels up it points.
-    if let Some(Value::String(reference)) = schema.as_object().and_then(|m| m.get("$ref"))
-        && let Some(position) = stack
-            .iter()
-            .rposition(|frame| frame.iter().any(|s| s == reference))
-    {
-        let mut marker = Map::new();
-        marker.insert("$recursive".to_owned(), Value::from(stack.len() - position));
-        return Value::Object(marker);
+    let frame = may_recurse(schema).then(|| schema.to_string());
+    if let Some(text) = &frame {
+        if let Some(position) = stack.iter().rposition(|seen| seen == text) {
+            let mut marker = Map::new();
+            marker.insert("$recursive".to_owned(), Value::from(stack.len() - position));
+            return Value::Object(marker);
+        }
+        stack.push(text.clone());
     }
-    let resolved = resolve(root, schema);
-    let pushed = !resolved.chain.is_empty();
-    if pushed {
-        stack.push(resolved.chain.clone());
-    }
-    let result = match resolved.value.as_ref() {
+    let normal = normalize(root, schema);
+    let result = match normal.value.as_ref() {
         Value::Object(map) => {
             let mut out = Map::new();
             for (key, value) in map {
@@ -245,7 +208,7 @@ fn canonical_schema(root: &Value, schema: &Value, stack: &mut Stack, depth: usiz
         }
         other => other.clone(),
     };
-    if pushed {
+    if frame.is_some() {
         stack.pop();
     }
     result
@@ -271,7 +234,7 @@ fn canonical_keyword_value(
                 .collect(),
         ),
         _ if SCHEMA_KEYWORDS.contains(&keyword) => canonical_schema(root, value, stack, depth),
-        Value::Array(items) if keyword == "required" || keyword == "type" => {
+        Value::Array(items) if matches!(keyword, "required" | "type" | "enum") => {
             let mut sorted = items.clone();
             sorted.sort_by_key(|item| item.to_string());
             sorted.dedup();
@@ -319,20 +282,23 @@ mod tests {
             "B": {"type": "string", "description": "b"}
         }});
         let schema = json!({"$ref": "#/$defs/A", "description": "here"});
-        let resolved = resolve(&root, &schema);
+        let normal = normalize(&root, &schema);
         assert_eq!(
-            resolved.value.as_ref(),
+            normal.value.as_ref(),
             &json!({"type": "string", "description": "here"})
         );
-        assert_eq!(resolved.reference.as_deref(), Some("#/$defs/B"));
+        assert_eq!(normal.refs, ["#/$defs/A", "#/$defs/B"]);
     }
 
     #[test]
     fn self_referencing_chain_terminates() {
         let root = json!({"$defs": {"A": {"$ref": "#/$defs/A"}}});
         let schema = json!({"$ref": "#/$defs/A"});
-        let resolved = resolve(&root, &schema);
-        assert_eq!(resolved.value.as_ref(), &json!({"$ref": "#/$defs/A"}));
+        let normal = normalize(&root, &schema);
+        assert_eq!(
+            normal.value.as_ref(),
+            &json!({"allOf": [{"$ref": "#/$defs/A"}]})
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@ use serde_json::{Map, Value};
 
 use super::change::ChangeKind;
 use super::diff::Differ;
-use super::resolve::{canonical, child, is_annotation, is_ignored, resolve};
+use super::exclusive::Alternatives;
+use super::normalize::normalize;
+use super::resolve::{canonical, child, is_annotation, is_ignored};
 
 /// The combinators whose alternatives are matched (the first present one is used).
 const COMBINATORS: [&str; 2] = ["oneOf", "anyOf"];
@@ -20,29 +22,86 @@ pub(super) fn combinator(map: &Map<String, Value>) -> Option<(&'static str, &Vec
 }
 
 /// A schema split into the keywords that apply to the whole and its alternatives.
+struct Split {
+    /// Annotations and `default` of the whole.
+    base: Map<String, Value>,
+    /// `oneOf`/`anyOf`, or `None` for a schema read as a single alternative.
+    keyword: Option<&'static str>,
+    /// The alternatives as written (for matching by discriminator).
+    written: Vec<Value>,
+    /// The alternatives each conjoined with the whole's other keywords (for comparing).
+    items: Vec<Value>,
+    /// The same without the whole's `unevaluatedProperties`, which `oneOf` does not see when it
+    /// counts matching alternatives (for the exclusivity proof).
+    matched: Vec<Value>,
+}
+
+/// Each alternative conjoined with the whole's keywords `rest`.
+fn distribute(rest: &Map<String, Value>, written: &[Value]) -> Vec<Value> {
+    written
+        .iter()
+        .map(|item| {
+            if rest.is_empty() {
+                return item.clone();
+            }
+            let mut whole = rest.clone();
+            match whole.get_mut("allOf") {
+                Some(Value::Array(members)) => members.push(item.clone()),
+                _ => {
+                    whole.insert("allOf".to_owned(), Value::Array(vec![item.clone()]));
+                }
+            }
+            Value::Object(whole)
+        })
+        .collect()
+}
+
+/// Splits a schema object into its annotations and its alternatives.
 ///
-/// A schema without a combinator is read as a single alternative (everything except
-/// annotations and `default`), so `T` versus `anyOf: [T, null]` is "a variant was added".
-fn split(map: &Map<String, Value>) -> (Map<String, Value>, Option<&'static str>, Vec<Value>) {
-    if let Some((keyword, items)) = combinator(map) {
-        let mut base = map.clone();
-        base.remove(keyword);
-        return (base, Some(keyword), items.clone());
-    }
+/// The whole's other keywords hold for every alternative, so they are distributed into each
+/// (`A ∧ oneOf(V₁, V₂)` is `oneOf(A ∧ V₁, A ∧ V₂)`): a closed alternative then also rejects
+/// the properties the whole declares, and `unevaluatedProperties` of the whole sees each
+/// alternative's properties. A schema without a combinator is read as a single alternative
+/// (everything except annotations and `default`), so `T` versus `T | U` is "a variant was
+/// added".
+fn split(map: &Map<String, Value>) -> Split {
+    let combined = combinator(map);
     let mut base = Map::new();
     let mut rest = Map::new();
     for (key, value) in map {
+        if combined.is_some_and(|(keyword, _)| keyword == key) {
+            continue;
+        }
         if is_annotation(key) || is_ignored(key) || key == "default" {
             base.insert(key.clone(), value.clone());
         } else {
             rest.insert(key.clone(), value.clone());
         }
     }
-    (base, None, vec![Value::Object(rest)])
+    let Some((keyword, written)) = combined else {
+        let single = vec![Value::Object(rest)];
+        return Split {
+            base,
+            keyword: None,
+            written: single.clone(),
+            items: single.clone(),
+            matched: single,
+        };
+    };
+    let items = distribute(&rest, written);
+    rest.remove("unevaluatedProperties");
+    let matched = distribute(&rest, written);
+    Split {
+        base,
+        keyword: Some(keyword),
+        written: written.clone(),
+        items,
+        matched,
+    }
 }
 
-/// What is known about one alternative for matching.
-struct Variant {
+/// What is known about one alternative (or `allOf` member) for matching.
+pub(super) struct Variant {
     /// Structural form (references inlined, annotations dropped).
     canonical: Value,
     /// A discriminator: `const`, tag property, single external-tag property, title or
@@ -53,7 +112,8 @@ struct Variant {
 }
 
 impl Variant {
-    fn label(&self, index: usize) -> String {
+    /// A readable name: the discriminator, else the type, else the position.
+    pub(super) fn label(&self, index: usize) -> String {
         self.key
             .clone()
             .or_else(|| self.type_key.as_ref().map(|t| format!("type {t}")))
@@ -63,8 +123,8 @@ impl Variant {
 
 /// The single value a (resolved) schema allows through `const` or a one-element `enum`.
 fn single_value(root: &Value, schema: &Value) -> Option<Value> {
-    let resolved = resolve(root, schema);
-    let map = resolved.value.as_object()?;
+    let normal = normalize(root, schema);
+    let map = normal.value.as_object()?;
     if let Some(value) = map.get("const") {
         return Some(value.clone());
     }
@@ -74,17 +134,18 @@ fn single_value(root: &Value, schema: &Value) -> Option<Value> {
     }
 }
 
-fn describe(root: &Value, schema: &Value) -> Variant {
-    let resolved = resolve(root, schema);
+/// The matching keys of one alternative of document `root`.
+pub(super) fn describe(root: &Value, schema: &Value) -> Variant {
+    let normal = normalize(root, schema);
     let canonical = canonical(root, schema);
-    let map = resolved.value.as_object();
+    let map = normal.value.as_object();
     let type_key = map.and_then(|m| m.get("type")).map(|t| match t {
         Value::String(name) => name.clone(),
         other => other.to_string(),
     });
     let key = map.and_then(|m| discriminator(root, m)).or_else(|| {
-        resolved
-            .chain
+        normal
+            .refs
             .first()
             .map(|r| format!("$ref {}", r.rsplit('/').next().unwrap_or(r)))
     });
@@ -127,8 +188,23 @@ fn discriminator(root: &Value, map: &Map<String, Value>) -> Option<String> {
     }
 }
 
+/// The alternatives' matching keys: structure from the distributed alternatives,
+/// discriminators from the written ones.
+fn describe_all(root: &Value, split: &Split) -> Vec<Variant> {
+    split
+        .items
+        .iter()
+        .zip(&split.written)
+        .map(|(item, written)| {
+            let mut variant = describe(root, written);
+            variant.canonical = canonical(root, item);
+            variant
+        })
+        .collect()
+}
+
 /// Pairs old and new alternatives; returns `pairs[old] = Some(new)`.
-fn match_variants(old: &[Variant], new: &[Variant]) -> Vec<Option<usize>> {
+pub(super) fn match_variants(old: &[Variant], new: &[Variant]) -> Vec<Option<usize>> {
     let mut pairs: Vec<Option<usize>> = vec![None; old.len()];
     let mut used = vec![false; new.len()];
 
@@ -193,8 +269,10 @@ impl Differ<'_> {
         depth: usize,
     ) {
         let (old_root, new_root) = (self.old_root, self.new_root);
-        let (o_base, o_keyword, o_items) = split(o);
-        let (n_base, n_keyword, n_items) = split(n);
+        let old_split = split(o);
+        let new_split = split(n);
+        let (o_keyword, n_keyword) = (old_split.keyword, new_split.keyword);
+        let (o_items, n_items) = (&old_split.items, &new_split.items);
 
         if let (Some(from), Some(to)) = (o_keyword, n_keyword)
             && from != to
@@ -208,10 +286,10 @@ impl Differ<'_> {
             };
             self.push(path, kind, widened, !widened);
         }
-        self.compare_keywords(&o_base, &n_base, path, depth);
+        self.compare_keywords(&old_split.base, &new_split.base, path, depth);
 
-        let old: Vec<Variant> = o_items.iter().map(|v| describe(old_root, v)).collect();
-        let new: Vec<Variant> = n_items.iter().map(|v| describe(new_root, v)).collect();
+        let old = describe_all(old_root, &old_split);
+        let new = describe_all(new_root, &new_split);
         let pairs = match_variants(&old, &new);
         let variant_path = |keyword: Option<&str>, index: usize| match keyword {
             Some(keyword) => child(&child(path, keyword), &index.to_string()),
@@ -219,26 +297,31 @@ impl Differ<'_> {
         };
         let any_keyword = n_keyword.or(o_keyword).unwrap_or("oneOf");
 
+        let at = |i: usize, j: usize| {
+            if n_keyword.is_some() {
+                variant_path(n_keyword, j)
+            } else {
+                variant_path(o_keyword, i)
+            }
+        };
+        let removed_keyword = o_keyword.unwrap_or(any_keyword);
+        let mut pair_changes = Vec::with_capacity(pairs.len());
         for (i, pair) in pairs.iter().enumerate() {
-            match pair {
+            let changes = match pair {
                 Some(j) => {
-                    let at = if n_keyword.is_some() {
-                        variant_path(n_keyword, *j)
-                    } else {
-                        variant_path(o_keyword, i)
-                    };
-                    if let (Some(a), Some(b)) = (o_items.get(i), n_items.get(*j)) {
-                        self.compare(a, b, &at, depth + 1);
-                    }
+                    self.probe(|d| d.compare(&o_items[i], &n_items[*j], &at(i, *j), depth + 1))
                 }
                 None => {
                     let kind = ChangeKind::VariantRemoved {
-                        keyword: o_keyword.unwrap_or(any_keyword).to_owned(),
+                        keyword: removed_keyword.to_owned(),
                         label: old[i].label(i),
                     };
                     self.push(&variant_path(o_keyword, i), kind, false, true);
+                    Vec::new()
                 }
-            }
+            };
+            self.changes.extend(changes.iter().cloned());
+            pair_changes.push(changes);
         }
         for (j, variant) in new.iter().enumerate() {
             if pairs.contains(&Some(j)) {
@@ -250,5 +333,30 @@ impl Differ<'_> {
             };
             self.push(&variant_path(n_keyword, j), kind, true, false);
         }
+        // Which alternatives match a value is decided without the whole's
+        // `unevaluatedProperties`: judge their widening on the forms that leave it out.
+        let unevaluated =
+            old_split.matched != old_split.items || new_split.matched != new_split.items;
+        if unevaluated {
+            for (i, pair) in pairs.iter().enumerate() {
+                if let Some(j) = pair {
+                    let (a, b) = (&old_split.matched[i], &new_split.matched[*j]);
+                    pair_changes[i] = self.probe(|d| d.compare(a, b, path, depth + 1));
+                }
+            }
+        }
+        let alternatives = Alternatives {
+            old_keyword: o_keyword,
+            new_keyword: n_keyword,
+            old_matched: &old_split.matched,
+            new_matched: &new_split.matched,
+            old_valid: o_items,
+            new_valid: n_items,
+            old_labels: old.iter().enumerate().map(|(i, v)| v.label(i)).collect(),
+            new_labels: new.iter().enumerate().map(|(j, v)| v.label(j)).collect(),
+            pairs: &pairs,
+            changes: &pair_changes,
+        };
+        self.check_exclusive(&alternatives, path);
     }
 }
