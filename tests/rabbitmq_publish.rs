@@ -70,3 +70,66 @@ async fn concurrent_unroutable_publishes_are_each_reported_for_themselves() {
     assert_eq!(routed, total - total.div_ceil(7));
     assert_eq!(in_queue, routed, "every routable publish reached the queue");
 }
+
+/// A publish to an exchange that does not exist makes the broker close the publisher's
+/// channel; only that publish fails (with `NotFound`), the others in flight on the same
+/// channel are re-sent on a new one, with their message id, and confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_error_fails_only_the_publish_that_caused_it() {
+    use event_manager::TopologyError;
+    use event_manager::message::Message;
+
+    let env = Env::rabbitmq().await;
+    let mut billing = env.service("billing");
+    billing.bind(ORDER, "order.v1.submit").unwrap();
+    billing.on(Order::SUBMIT, |_: Order, _| async { Ok::<_, Infallible>(()) });
+    billing.declare().await.unwrap();
+    let queue = env.bus.queue_name(billing.queue());
+    let missing = format!("{}.no-such-exchange", env.namespace);
+
+    let total = 2_000u64;
+    let outcomes: Vec<(bool, Result<(), PublishError>)> = stream::iter(0..total)
+        .map(|id| {
+            let env = &env;
+            let missing = &missing;
+            async move {
+                if id % 100 == 50 {
+                    let message = Message {
+                        exchange: missing.clone().into(),
+                        routing_key: "order.v1.submit".into(),
+                        body: b"{}".to_vec().into(),
+                        properties: Default::default(),
+                    };
+                    (true, env.transport().publish(message).await)
+                } else {
+                    (false, Order::sample(id).submit(&env.bus).await.map(drop))
+                }
+            }
+        })
+        .buffer_unordered(500)
+        .collect()
+        .await;
+    // Publishes in flight when the broker closed the channel are re-sent: some arrive twice
+    // (at-least-once), always with their message id.
+    let mut ids = std::collections::HashSet::new();
+    let mut copies = 0u64;
+    while let Some(incoming) = env.transport().get(&queue).await.unwrap() {
+        ids.insert(incoming.message.properties.message_id.clone().unwrap());
+        copies += 1;
+        incoming.ack().await.unwrap();
+    }
+    env.cleanup().await;
+    eprintln!("{copies} copies of {} distinct messages", ids.len());
+    let mut routed = 0u64;
+    for (to_missing, result) in outcomes {
+        match (to_missing, result) {
+            (true, Err(PublishError::Topology(TopologyError::NotFound { .. }))) => {}
+            (false, Ok(())) => routed += 1,
+            (to_missing, other) => {
+                panic!("publish to the missing exchange {to_missing}: unexpected {other:?}")
+            }
+        }
+    }
+    assert_eq!(routed, total - total / 100);
+    assert_eq!(ids.len() as u64, routed, "every confirmed publish arrived");
+}
