@@ -3,7 +3,7 @@
 //! The macro works in three stages, as serde_derive does: `attr` parses `#[event(...)]` into
 //! plain values; `check` validates the combination; `expand` generates code that refers to the
 //! runtime crate only through `::event_manager::__private` and its public items. Both `attr`
-//! and `check` report into one [`ctxt::Ctxt`], so every mistake is shown at once, each with the
+//! and `check` report into one `ctxt::Ctxt`, so every mistake is shown at once, each with the
 //! span of the tokens that caused it. On error, `fallback` emits the items the rest of the
 //! crate expects (constants, publish methods) so that uses of the type add no errors.
 
