@@ -82,7 +82,9 @@ async fn a_channel_error_fails_only_the_publish_that_caused_it() {
     let env = Env::rabbitmq().await;
     let mut billing = env.service("billing");
     billing.bind(ORDER, "order.v1.submit").unwrap();
-    billing.on(Order::SUBMIT, |_: Order, _| async { Ok::<_, Infallible>(()) });
+    billing.on(Order::SUBMIT, |_: Order, _| async {
+        Ok::<_, Infallible>(())
+    });
     billing.declare().await.unwrap();
     let queue = env.bus.queue_name(billing.queue());
     let missing = format!("{}.no-such-exchange", env.namespace);
