@@ -10,19 +10,25 @@ use futures_util::{StreamExt, stream};
 
 use common::Env;
 
-/// 20 000 confirmed publishes with 1 000 in flight, every seventh to an event no queue is
-/// bound to. A `basic.return` carries no delivery tag, so a library that trusts lapin's
-/// pairing reports some routable publishes unroutable and drops some unroutable ones.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_unroutable_publishes_are_each_reported_for_themselves() {
-    let env = Env::rabbitmq().await;
+/// Declares a service bound to `order.v1.submit` only (`order.v1.chargeback` stays
+/// unroutable) and returns its queue's name on the broker.
+async fn declare_billing(env: &Env) -> String {
     let mut billing = env.service("billing");
     billing.bind(ORDER, "order.v1.submit").unwrap();
     billing.on(Order::SUBMIT, |_: Order, _| async {
         Ok::<_, Infallible>(())
     });
     billing.declare().await.unwrap();
-    let queue = env.bus.queue_name(billing.queue());
+    env.bus.queue_name(billing.queue())
+}
+
+/// 20 000 confirmed publishes with 1 000 in flight, every seventh to an event no queue is
+/// bound to. A `basic.return` carries no delivery tag, so a library that trusts lapin's
+/// pairing reports some routable publishes unroutable and drops some unroutable ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unroutable_publishes_are_each_reported_for_themselves() {
+    let env = Env::rabbitmq().await;
+    let queue = declare_billing(&env).await;
 
     let total = 20_000u64;
     let outcomes: Vec<(bool, Result<(), PublishError>)> = stream::iter(0..total)
@@ -80,13 +86,7 @@ async fn a_channel_error_fails_only_the_publish_that_caused_it() {
     use event_manager::message::Message;
 
     let env = Env::rabbitmq().await;
-    let mut billing = env.service("billing");
-    billing.bind(ORDER, "order.v1.submit").unwrap();
-    billing.on(Order::SUBMIT, |_: Order, _| async {
-        Ok::<_, Infallible>(())
-    });
-    billing.declare().await.unwrap();
-    let queue = env.bus.queue_name(billing.queue());
+    let queue = declare_billing(&env).await;
     let missing = format!("{}.no-such-exchange", env.namespace);
 
     let total = 2_000u64;

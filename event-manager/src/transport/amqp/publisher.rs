@@ -72,6 +72,8 @@ impl Pending {
 pub(super) struct Publisher {
     requests: mpsc::Sender<Pending>,
     confirm_timeout: Duration,
+    /// Why the task stopped, when the watchdog gave the connection up.
+    health: watch::Receiver<Health>,
 }
 
 impl Publisher {
@@ -94,10 +96,12 @@ impl Publisher {
             window,
             confirm_timeout,
         };
+        let health = task.health.clone();
         tokio::spawn(task.run(receiver));
         Self {
             requests,
             confirm_timeout,
+            health,
         }
     }
 
@@ -116,7 +120,11 @@ impl Publisher {
         let stopped = || PublishError::Connection {
             exchange: exchange.to_string(),
             routing_key: routing_key.to_string(),
-            detail: "the publisher has stopped (connection closed)".to_owned(),
+            detail: self
+                .health
+                .borrow()
+                .failure()
+                .unwrap_or_else(|| "the publisher has stopped".to_owned()),
             source: None,
         };
         let pending = Pending {
