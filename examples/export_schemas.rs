@@ -53,7 +53,7 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let api = asyncapi()?;
     let dir = args.dir.display();
     if args.check {
-        let stale = schema::check(&api, &args.dir)?;
+        let stale = schema::find_stale(&api, &args.dir)?;
         if stale.is_empty() {
             let count = schema::files(&api)?.len();
             println!("{dir}: {count} files up to date");

@@ -9,7 +9,6 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -82,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if counter.fetch_add(1, Ordering::Relaxed) + 1 == events {
                 finished.notify_one();
             }
-            Ok::<_, Infallible>(())
+            Ok(())
         }
     });
     let running = service.start().await?;

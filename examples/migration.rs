@@ -8,11 +8,9 @@
 //! only shows the upcaster at work. Runs on the in-memory broker, or on RabbitMQ when
 //! `AMQP_URL` is set: `cargo run --example migration`.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use event_manager::service::delete_service_queues;
-use event_manager::{Bus, Delivery, RetryPolicy};
+use event_manager::{Bus, Delivery};
 use event_manager_examples::{ORDER, Order, OrderSubmittedV2};
 use tokio::sync::mpsc;
 
@@ -40,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ctx.routing_key()
             ))
             .ok();
-            Ok::<_, Infallible>(())
+            Ok(())
         }
     });
 
@@ -61,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         order.currency
                     ))
                     .ok();
-                    Ok::<_, Infallible>(())
+                    Ok(())
                 }
             },
         )
@@ -108,10 +106,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     old_billing.shutdown().await?;
     new_billing.shutdown().await?;
     for queue in [old_queue, new_queue] {
-        delete_service_queues(&bus, queue, &RetryPolicy::default()).await?;
+        bus.service(queue).queues().delete().await?;
     }
-    bus.transport()
-        .delete_exchange(&bus.exchange_name(ORDER))
+    event_manager::testing::transport(&bus)
+        .delete_exchange(&bus.topology().exchange_name(ORDER))
         .await?;
     bus.close().await;
     Ok(())

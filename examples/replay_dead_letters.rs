@@ -7,7 +7,7 @@
 //! ```
 
 use clap::Parser;
-use event_manager::{Bus, replay_dead_letters};
+use event_manager::Bus;
 
 /// Replays dead letters.
 #[derive(Parser)]
@@ -24,7 +24,11 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let bus = Bus::from_env().await?.with_app_id("replay");
-    let moved = replay_dead_letters(&bus, &args.queue, args.limit).await?;
+    let moved = bus
+        .service(args.queue.as_str())
+        .queues()
+        .replay_dead_letters(args.limit)
+        .await?;
     println!("replayed {moved} dead letter(s) to {}", args.queue);
     bus.close().await;
     Ok(())

@@ -264,7 +264,7 @@ pub mod cli {
                     if seen.insert(order.id)? && seen.ids.len() >= expect {
                         done.notify_one();
                     }
-                    Ok::<_, std::io::Error>(())
+                    Ok(())
                 }
             });
         }

@@ -18,10 +18,10 @@ async fn service_queue_deleted_from_outside_is_declared_again(env: Env) {
         let rec = rec.clone();
         async move {
             rec.record(order.id);
-            Ok::<_, std::convert::Infallible>(())
+            Ok(())
         }
     });
-    let queue = env.bus.queue_name(billing.queue());
+    let queue = env.bus.topology().queue_name(billing.queue());
     let running = billing.start().await.unwrap();
     Order::sample(1).submit(&env.bus).await.unwrap();
     assert_eq!(seen.take(1).await, [1]);

@@ -4,7 +4,6 @@ mod common;
 
 use event_manager::envelope::{DEAD_LETTER_REASON_HEADER, ORIGINAL_EXPIRATION_HEADER};
 use event_manager::message::{HeaderValue, Message, Properties};
-use event_manager::service::dead_letter_queue_name;
 use event_manager::{HandlerError, RetryPolicy};
 use event_manager_examples::{ORDER, Order};
 
@@ -17,9 +16,9 @@ async fn a_dead_letter_keeps_every_header_type_and_property() {
     billing.retry(RetryPolicy::no_retry());
     billing.bind(ORDER, "order.v1.submit").unwrap();
     billing.on(Order::SUBMIT, |_: Order, _| async {
-        Err::<(), _>(HandlerError::permanent(std::io::Error::other("refused")))
+        Err(HandlerError::permanent(std::io::Error::other("refused")))
     });
-    let queue = env.bus.queue_name(billing.queue());
+    let queue = env.bus.topology().queue_name(billing.queue());
     let running = billing.start().await.unwrap();
 
     let mut properties = Properties {
@@ -57,7 +56,7 @@ async fn a_dead_letter_keeps_every_header_type_and_property() {
     for (name, value) in headers.clone() {
         properties.headers.insert(name, value);
     }
-    env.bus.declare_exchange(ORDER).await.unwrap();
+    env.bus.topology().declare_exchange(ORDER).await.unwrap();
     let body = serde_json::to_vec(&Order::sample(1)).unwrap();
     env.transport()
         .publish(Message {
@@ -69,7 +68,7 @@ async fn a_dead_letter_keeps_every_header_type_and_property() {
         .await
         .unwrap();
 
-    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let dead = env.take(&format!("{queue}.dlq")).await;
     running.shutdown().await.unwrap();
     env.cleanup().await;
     let p = &dead.properties;
@@ -157,13 +156,13 @@ async fn quorum_service_retries_through_at_least_once_wait_queues() {
             }
         },
     );
-    let queue = env.bus.queue_name(billing.queue());
+    let queue = env.bus.topology().queue_name(billing.queue());
     let running = billing.start().await.unwrap();
     Order::sample(1).submit(&env.bus).await.unwrap();
     let handled = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
     // Order 2 always fails: three attempts, then the quorum dead-letter queue.
     Order::sample(2).submit(&env.bus).await.unwrap();
-    let dead = env.take(&dead_letter_queue_name(&queue)).await;
+    let dead = env.take(&format!("{queue}.dlq")).await;
     running.shutdown().await.unwrap();
     env.cleanup().await;
     assert_eq!(
@@ -171,5 +170,5 @@ async fn quorum_service_retries_through_at_least_once_wait_queues() {
         Some((1, 2)),
         "handled on the second attempt"
     );
-    assert_eq!(dead.properties.headers.get_int("x-attempts"), Some(3));
+    assert_eq!(dead.properties.headers.get_int("attempts"), Some(3));
 }

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::convert::Infallible;
-
 use event_manager::PublishError;
 use event_manager_examples::{ORDER, Order};
 use futures_util::{StreamExt, stream};
@@ -15,11 +13,9 @@ use common::Env;
 async fn declare_billing(env: &Env) -> String {
     let mut billing = env.service("billing");
     billing.bind(ORDER, "order.v1.submit").unwrap();
-    billing.on(Order::SUBMIT, |_: Order, _| async {
-        Ok::<_, Infallible>(())
-    });
+    billing.on(Order::SUBMIT, |_: Order, _| async { Ok(()) });
     billing.declare().await.unwrap();
-    env.bus.queue_name(billing.queue())
+    env.bus.topology().queue_name(billing.queue())
 }
 
 /// 20 000 confirmed publishes with 1 000 in flight, every seventh to an event no queue is

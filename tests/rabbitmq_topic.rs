@@ -36,7 +36,7 @@ async fn topic_matching_agrees_with_rabbitmq() {
     let bus = Bus::connect(&common::amqp_url())
         .await
         .unwrap_or_else(|e| panic!("RabbitMQ is required for this test: {e}"));
-    let transport = bus.transport().clone();
+    let transport = event_manager::testing::transport(&bus).clone();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

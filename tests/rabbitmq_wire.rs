@@ -33,8 +33,8 @@ async fn published_message_carries_the_wire_contract() {
         .unwrap_or_else(|e| panic!("RabbitMQ is required for this test: {e}"))
         .with_namespace(&namespace)
         .with_app_id("order-service");
-    let exchange = bus.exchange_name(ORDER);
-    bus.declare_exchange(ORDER).await.unwrap();
+    let exchange = bus.topology().exchange_name(ORDER);
+    bus.topology().declare_exchange(ORDER).await.unwrap();
 
     let raw = Connection::connect(&url, ConnectionProperties::default())
         .await
@@ -124,7 +124,10 @@ async fn published_message_carries_the_wire_contract() {
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await
         .unwrap();
-    bus.transport().delete_exchange(&exchange).await.unwrap();
+    event_manager::testing::transport(&bus)
+        .delete_exchange(&exchange)
+        .await
+        .unwrap();
     raw.close(200, "OK".into()).await.unwrap();
     bus.close().await;
 }

@@ -9,7 +9,6 @@
 mod export_schemas;
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,8 +18,8 @@ use event_manager::envelope::{
 };
 use event_manager::message::HeaderValue;
 use event_manager::schema::{
-    self, AsyncApi, BINDING_PATTERN_EXTENSION, QUEUE_EXTENSION, Staleness, json_schema,
-    schema_file_name,
+    self, AsyncApi, BINDING_PATTERN_EXTENSION, QUEUE_EXTENSION, Staleness, VERSION_KEYWORD,
+    json_schema, schema_file_name,
 };
 use event_manager::{BindingPattern, Bus, Delivery, Event, EventContract, PublishOptions};
 use event_manager_examples::{ORDER, Order, OrderLine, OrderSubmittedV2};
@@ -72,7 +71,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 
 #[test]
 fn checked_in_schemas_are_up_to_date() {
-    let stale = schema::check(&api(), SCHEMAS_DIR)
+    let stale = schema::find_stale(&api(), SCHEMAS_DIR)
         .unwrap_or_else(|e| panic!("cannot check {SCHEMAS_DIR}: {e}"));
     let list: Vec<String> = stale.iter().map(ToString::to_string).collect();
     assert!(
@@ -133,7 +132,7 @@ fn schema_roots_carry_id_title_description_and_version() {
             "https://json-schema.org/draft/2020-12/schema"
         );
         assert_eq!(schema["description"], event.description());
-        assert_eq!(schema[VERSION_HEADER], event.version_str());
+        assert_eq!(schema[VERSION_KEYWORD], event.version_str());
         assert!(
             schema["$defs"]["OrderLine"].is_object(),
             "{key}: $defs kept"
@@ -428,13 +427,13 @@ fn temp_dir(name: &str) -> PathBuf {
 fn check_and_write_name_missing_differing_and_extra_files() {
     let api = api();
     let dir = temp_dir("event-manager-schemas");
-    let stale = schema::check(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let stale = schema::find_stale(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stale.len(), 4);
     assert!(stale.iter().all(|f| f.staleness == Staleness::Missing));
 
     let written = schema::write(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(written, stale, "write reports what it created");
-    assert_eq!(schema::check(&api, &dir).ok(), Some(Vec::new()));
+    assert_eq!(schema::find_stale(&api, &dir).ok(), Some(Vec::new()));
     assert_eq!(schema::write(&api, &dir).ok(), Some(Vec::new()));
 
     let write = |name: &str, text: &str| {
@@ -444,7 +443,7 @@ fn check_and_write_name_missing_differing_and_extra_files() {
     write("order.v9.gone.json", "{}\n");
     write("README.md", "not an export\n");
     fs::remove_file(dir.join("asyncapi.json")).unwrap_or_else(|e| panic!("{e}"));
-    let stale = schema::check(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let stale = schema::find_stale(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
     let found: Vec<(&str, Staleness)> = stale
         .iter()
         .map(|f| (f.name.as_str(), f.staleness))
@@ -461,7 +460,7 @@ fn check_and_write_name_missing_differing_and_extra_files() {
 
     let fixed = schema::write(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(fixed, stale);
-    assert_eq!(schema::check(&api, &dir).ok(), Some(Vec::new()));
+    assert_eq!(schema::find_stale(&api, &dir).ok(), Some(Vec::new()));
     assert!(!dir.join("order.v9.gone.json").exists());
     assert!(dir.join("README.md").exists(), "other files are left alone");
     fs::remove_dir_all(&dir).ok();
@@ -514,7 +513,7 @@ async fn published_events_match_the_exported_documents() {
         let f = forward(tx.clone());
         logistics.on(event, move |_: Order, ctx: Delivery| {
             f(&ctx);
-            async { Ok::<_, Infallible>(()) }
+            async { Ok(()) }
         });
     }
     let f = forward(tx.clone());
@@ -522,7 +521,7 @@ async fn published_events_match_the_exported_documents() {
         OrderSubmittedV2::SUBMIT,
         move |_: OrderSubmittedV2, ctx: Delivery| {
             f(&ctx);
-            async { Ok::<_, Infallible>(()) }
+            async { Ok(()) }
         },
     );
     let running = logistics.start().await.unwrap_or_else(|e| panic!("{e}"));
@@ -589,7 +588,7 @@ async fn copies_published_in_several_majors_match_the_headers_schema() {
         let body = serde_json::from_slice(ctx.body()).unwrap_or(Value::Null);
         tx.send((ctx.routing_key().to_owned(), header_json(&ctx), body))
             .ok();
-        async { Ok::<_, Infallible>(()) }
+        async { Ok(()) }
     });
     let running = billing.start().await.unwrap_or_else(|e| panic!("{e}"));
     let v1 = Order::sample(5);

@@ -39,7 +39,7 @@ async fn events_flow_over_tls_with_a_private_ca() {
         let seen = seen.clone();
         async move {
             seen.record(order.id);
-            Ok::<_, std::convert::Infallible>(())
+            Ok(())
         }
     });
     let running = service.start().await.expect("service starts over TLS");

@@ -36,11 +36,12 @@ async fn from_env_trusts_the_ca_file_it_names() {
         .expect("connects over TLS")
         .with_namespace(common::unique("ns"));
     let _ = std::fs::remove_file(&ca_file);
-    bus.declare_exchange(ORDER)
+    bus.topology()
+        .declare_exchange(ORDER)
         .await
         .expect("declares over TLS");
-    bus.transport()
-        .delete_exchange(&bus.exchange_name(ORDER))
+    event_manager::testing::transport(&bus)
+        .delete_exchange(&bus.topology().exchange_name(ORDER))
         .await
         .expect("deletes over TLS");
     bus.close().await;

@@ -8,7 +8,7 @@ use proc_macro2::Span;
 
 /// Collects the errors of one `#[derive(Event)]` invocation.
 ///
-/// [`Ctxt::check`] must be called before the context is dropped, so that no error is lost.
+/// [`Ctxt::finish`] must be called before the context is dropped, so that no error is lost.
 pub struct Ctxt {
     errors: RefCell<Option<Vec<syn::Error>>>,
 }
@@ -30,7 +30,7 @@ impl Ctxt {
         self.errors
             .borrow_mut()
             .as_mut()
-            .expect("Ctxt used after check")
+            .expect("Ctxt used after finish")
             .push(error);
     }
 
@@ -40,8 +40,12 @@ impl Ctxt {
     }
 
     /// All errors reported, combined into one.
-    pub fn check(self) -> Result<(), syn::Error> {
-        let errors = self.errors.borrow_mut().take().expect("Ctxt checked twice");
+    pub fn finish(self) -> Result<(), syn::Error> {
+        let errors = self
+            .errors
+            .borrow_mut()
+            .take()
+            .expect("Ctxt finished twice");
         let mut errors = errors.into_iter();
         let Some(mut combined) = errors.next() else {
             return Ok(());
@@ -56,7 +60,7 @@ impl Ctxt {
 impl Drop for Ctxt {
     fn drop(&mut self) {
         if !std::thread::panicking() && self.errors.borrow().is_some() {
-            panic!("forgot to check for errors");
+            panic!("Ctxt dropped without finish");
         }
     }
 }

@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::{DeriveInput, Expr, Lit};
 
-use crate::check::Valid;
+use crate::validate::Valid;
 
 /// The doc comment of the payload type, joined into one string.
 fn description(input: &DeriveInput) -> String {

@@ -10,7 +10,7 @@ use quote::quote;
 use syn::DeriveInput;
 
 use crate::attr::Contract;
-use crate::check::is_keyword;
+use crate::validate::is_keyword;
 
 pub fn expand(input: &DeriveInput, contract: &Contract) -> TokenStream {
     let ty = &input.ident;

@@ -1,9 +1,9 @@
 //! `#[derive(Event)]` for event-manager. See the `event-manager` crate for the user guide.
 //!
 //! The macro works in three stages, as serde_derive does: `attr` parses `#[event(...)]` into
-//! plain values; `check` validates the combination; `expand` generates code that refers to the
+//! plain values; `validate` checks the combination; `expand` generates code that refers to the
 //! runtime crate only through `::event_manager::__private` and its public items. Both `attr`
-//! and `check` report into one `ctxt::Ctxt`, so every mistake is shown at once, each with the
+//! and `validate` report into one `ctxt::Ctxt`, so every mistake is shown at once, each with the
 //! span of the tokens that caused it. On error, `fallback` emits the items the rest of the
 //! crate expects (constants, publish methods) so that uses of the type add no errors.
 
@@ -11,10 +11,10 @@ use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
 mod attr;
-mod check;
 mod ctxt;
 mod expand;
 mod fallback;
+mod validate;
 
 /// Derives `event_manager::Event` for a payload struct, one `EventDef` constant per event
 /// (`Order::SUBMIT`), a publish method per event (`order.submit(&bus)`) and the registration
@@ -44,8 +44,8 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     let cx = ctxt::Ctxt::new();
     let contract = attr::Contract::from_ast(&cx, &input);
-    let valid = check::validate(&cx, &input, &contract);
-    match (cx.check(), valid) {
+    let valid = validate::validate(&cx, &input, &contract);
+    match (cx.finish(), valid) {
         (Ok(()), Some(valid)) => expand::expand(&input, &valid).into(),
         (result, _) => {
             let mut tokens = result.err().map_or_else(

@@ -14,14 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::routing::is_valid_word;
 
-/// The kind of an exchange. Contracts use topic exchanges only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExchangeKind {
-    /// An AMQP topic exchange: routing by dot-separated words and `*`/`#` patterns.
-    Topic,
-}
-
-/// A topic exchange owned by one domain, such as `order`.
+/// A topic exchange (the only kind contracts use) owned by one domain, such as `order`.
 ///
 /// The name is also the first word of every routing key published through it, so it must be
 /// a single word of `A-Z a-z 0-9 _ -`. [`Exchange::topic`] is a `const fn` that refuses
@@ -44,6 +37,7 @@ pub enum ExchangeKind {
 pub struct Exchange {
     name: &'static str,
     durable: bool,
+    celery: bool,
 }
 
 impl Exchange {
@@ -61,7 +55,31 @@ impl Exchange {
         Self {
             name,
             durable: true,
+            celery: false,
         }
+    }
+
+    /// The same exchange, whose events are published as Celery task messages (protocol 2),
+    /// for a Python `event_manager` deployment whose Celery workers consume them: the task
+    /// named after the routing key, the payload in its `instance` keyword argument. Consuming
+    /// needs no marking: a service reads Celery task messages on any exchange.
+    ///
+    /// ```
+    /// use event_manager::Exchange;
+    ///
+    /// pub const ORDER: Exchange = Exchange::topic("order").celery();
+    /// assert!(ORDER.is_celery());
+    /// ```
+    pub const fn celery(self) -> Self {
+        Self {
+            celery: true,
+            ..self
+        }
+    }
+
+    /// Whether its events are published as Celery task messages ([`Exchange::celery`]).
+    pub const fn is_celery(&self) -> bool {
+        self.celery
     }
 
     /// The same exchange, declared non-durable (it disappears when the broker restarts).
@@ -80,11 +98,6 @@ impl Exchange {
     /// Whether the exchange survives a broker restart.
     pub const fn is_durable(&self) -> bool {
         self.durable
-    }
-
-    /// The exchange kind (always [`ExchangeKind::Topic`]).
-    pub const fn kind(&self) -> ExchangeKind {
-        ExchangeKind::Topic
     }
 }
 

@@ -7,7 +7,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::registry::RegistryError;
-use crate::routing::RoutingError;
 
 /// The cause of a failure: an error of the broker client, kept for
 /// [`std::error::Error::source`].
@@ -261,9 +260,6 @@ pub enum ConsumeError {
     /// The queue, its bindings or its retry and dead-letter queues could not be declared.
     #[error(transparent)]
     Topology(#[from] TopologyError),
-    /// A binding pattern is invalid.
-    #[error(transparent)]
-    Routing(#[from] RoutingError),
     /// The contracts linked into the binary contradict each other.
     #[error(transparent)]
     Registry(#[from] RegistryError),

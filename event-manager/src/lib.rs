@@ -9,14 +9,16 @@
 //! (`Order::SUBMIT`).
 //!
 //! ```standalone_crate
-//! use event_manager::{Bus, Event, Exchange};
+//! use std::time::Duration;
+//! use event_manager::testing::Harness;
+//! use event_manager::{Event, Exchange};
 //! use schemars::JsonSchema;
 //! use serde::{Deserialize, Serialize};
 //!
 //! pub const ORDER: Exchange = Exchange::topic("order");
 //!
 //! /// An order as it travels between services.
-//! #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Event)]
 //! #[event(exchange = ORDER, version = "1.2.0", events(submit, chargeback))]
 //! pub struct Order {
 //!     pub id: u64,
@@ -27,25 +29,24 @@
 //! assert_eq!(Order::SUBMIT.routing_key(), "order.v1.submit");
 //! assert_eq!(Order::CHARGEBACK.routing_key(), "order.v1.chargeback");
 //!
-//! let bus = Bus::in_memory();
-//! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+//! // A service connects with `Bus::from_env()`; this example runs on the in-memory broker of
+//! // the test harness (the `testing` feature), which records what is published.
+//! let harness = Harness::new();
+//! let bus = harness.bus();
 //! let mut logistics = bus.service("logistics_order");
 //! logistics.bind(ORDER, "order.#")?;
 //! for event in [Order::SUBMIT, Order::CHARGEBACK] {
-//!     let tx = tx.clone();
-//!     logistics.on(event, move |order: Order, ctx| {
-//!         let tx = tx.clone();
-//!         async move {
-//!             tx.send((ctx.routing_key().to_owned(), order.id)).ok();
-//!             Ok::<_, std::convert::Infallible>(())
-//!         }
+//!     logistics.on(event, |order: Order, delivery| async move {
+//!         println!("{} for order {}", delivery.routing_key(), order.id);
+//!         Ok(())
 //!     });
 //! }
 //! let running = logistics.start().await?;
-//! Order { id: 1 }.submit(&bus).await?;
-//! Order { id: 1 }.chargeback(&bus).await?;
-//! assert_eq!(rx.recv().await, Some(("order.v1.submit".to_owned(), 1)));
-//! assert_eq!(rx.recv().await, Some(("order.v1.chargeback".to_owned(), 1)));
+//! Order { id: 1 }.submit(bus).await?;
+//! Order { id: 1 }.chargeback(bus).await?;
+//! harness.idle(Duration::from_secs(5)).await?; // logistics handled both
+//! assert_eq!(harness.published(Order::SUBMIT), [Order { id: 1 }]);
+//! assert_eq!(harness.published(Order::CHARGEBACK), [Order { id: 1 }]);
 //! running.shutdown().await?;
 //! # Ok(())
 //! # }
@@ -53,15 +54,22 @@
 //!
 //! ## Parts
 //!
-//! * [`contract`]: [`Exchange`], the [`Event`] trait, [`EventDef`] and [`EventContract`].
-//! * [`routing`]: [`RoutingKey`], [`EventKey`] (the `<exchange>.v<major>.<event>` scheme),
-//!   [`BindingPattern`] and RabbitMQ's topic matching rules.
-//! * [`registry`]: every contract linked into the binary.
-//! * [`envelope`]: the wire format (body, properties, headers).
-//! * [`transport`]: the in-memory broker and RabbitMQ through `lapin`.
-//! * [`Bus`] publishes; [`Service`] consumes (see [`service`] for dispatch, versions,
-//!   retries, dead letters and shutdown).
-//! * [`compat`]: the contract compatibility checker.
+//! | Where an event is … | Module |
+//! |---|---|
+//! | declared | [`contract`]: [`Exchange`], the [`Event`] trait, [`EventDef`], [`EventContract`]; [`registry`]: every contract linked into the binary |
+//! | named and routed | [`routing`]: [`RoutingKey`], [`EventKey`] (the `<exchange>.v<major>.<event>` scheme), [`BindingPattern`] and RabbitMQ's topic matching rules |
+//! | encoded | [`envelope`]: the wire format (body, properties, headers), retry and dead-letter copies; [`message`]: the broker-neutral message |
+//! | published | [`Bus`] ([`bus`]) |
+//! | carried | [`transport`]: the in-memory broker and RabbitMQ through `lapin` |
+//! | declared on the broker | [`topology`]: broker-side names, a service's queues ([`Service::queues`]) |
+//! | consumed, retried, dead-lettered | [`Service`] ([`service`]): dispatch, versions, retries, dead letters, shutdown |
+//! | exported | [`schema`]: JSON Schema and AsyncAPI files |
+//! | checked for compatibility | [`compat`] and the `event-manager` command line tool |
+//!
+//! The words mean one thing each: *check* is the compatibility check of two contracts;
+//! *validate* is refusing malformed input (routing keys, patterns, `#[event]` attributes,
+//! contradicting contracts in the registry); *settle* is acknowledging or rejecting a delivery
+//! on the broker.
 //!
 //! ## Features
 //!
@@ -69,19 +77,17 @@
 //!   it, [`Bus::connect`] refuses an `amqp://` URL with [`ConnectError::FeatureDisabled`].
 //! * `runtime`: [`bus`], [`service`] and [`transport`] with the in-memory broker, on tokio.
 //! * `compat` (default): the [`compat`] checker.
-//! * `cli` (default): the `event-manager` command line tool; implies `compat`.
+//! * `cli` (opt-in): the `event-manager` command line tool; implies `compat`.
 //! * `tls`: `amqps://` through rustls; implies `amqp`.
+//! * `postgres` (opt-in): `event_manager::outbox`, a transactional outbox and an idempotent
+//!   inbox on PostgreSQL (sqlx, rustls), with in-memory stores; implies `runtime`.
+//! * `testing`: `event_manager::testing`, the test harness (`testing::Harness`: what was
+//!   published, waiting until the system is idle, retries and dead letters, injected faults)
+//!   and raw access to the broker.
 //!
 //! Without default features the crate is the contract core (`contract`, `routing`,
 //! `registry`, `schema`, `envelope`), without tokio or lapin, and `#[derive(Event)]` emits
 //! no publish methods; `--no-default-features --features cli` builds the checker on it.
-//!
-//! ## Departures from the design brief
-//!
-//! One payload type may back several events (`submit` and `chargeback` both carry an
-//! `Order`), so the per-event facts (name, routing key) are on [`EventDef`] constants such as
-//! `Order::SUBMIT` rather than on the [`Event`] trait, and publishing is a method per event
-//! (`order.submit(&bus)`).
 #![deny(missing_docs)]
 #![warn(rustdoc::broken_intra_doc_links)]
 
@@ -96,23 +102,31 @@ pub mod envelope;
 pub mod error;
 #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub mod message;
+#[cfg(feature = "postgres")]
+pub mod outbox;
 pub mod registry;
 pub mod routing;
 pub mod schema;
 #[cfg(feature = "runtime")]
 pub mod service;
+#[cfg(test)]
+mod test_probe;
+#[cfg(feature = "testing")]
+pub mod testing;
+#[cfg(feature = "runtime")]
+pub mod topology;
 #[cfg(feature = "runtime")]
 pub mod transport;
 
 #[cfg(feature = "runtime")]
-pub use bus::{Bus, PublishOptions, Published, VersionedPublish};
-pub use contract::{Event, EventContract, EventDef, Exchange, ExchangeKind};
+pub use bus::{Bus, PublishOptions, Published, Unroutable, VersionedPublish};
+pub use contract::{Event, EventContract, EventDef, Exchange};
 pub use error::{ConnectError, ConsumeError, Entity, PublishError, TopologyError};
 pub use event_manager_derive::Event;
 pub use routing::{BindingPattern, EventKey, RoutingError, RoutingKey};
 #[cfg(feature = "runtime")]
 pub use service::{
-    Delivery, HandlerError, OnEvent, RetryPolicy, RunningService, Service, replay_dead_letters,
+    Delivery, HandlerError, HandlerResultExt, OnEvent, RetryPolicy, RunningService, Service,
 };
 
 /// The publish method `#[derive(Event)]` emits for one event (`order.submit(&bus)`), or,
@@ -148,6 +162,12 @@ macro_rules! __publish_method {
 macro_rules! __publish_method {
     ($($tokens:tt)*) => {};
 }
+
+/// The README's Rust blocks, compiled and run as doc tests (they use the test harness and
+/// the outbox: `cargo test --doc --all-features`).
+#[cfg(all(doctest, feature = "testing", feature = "postgres"))]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 
 /// Items used by the code `#[derive(Event)]` generates. Not a public API.
 #[doc(hidden)]

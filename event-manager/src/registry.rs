@@ -85,7 +85,9 @@ pub enum Conflict {
         expected: String,
     },
     /// Two exchanges share a name but not their settings.
-    #[error("exchange `{name}` is declared both durable and transient")]
+    #[error(
+        "exchange `{name}` is declared with different settings (durable or transient, Celery wire or not)"
+    )]
     ExchangeConflict {
         /// The exchange name.
         name: String,
@@ -120,11 +122,11 @@ pub fn exchanges() -> Vec<Exchange> {
 /// Checks the registered contracts: one payload type per routing key, versions agreeing with
 /// routing keys, one setting per exchange name. Services call this when they start.
 pub fn validate() -> Result<(), RegistryError> {
-    check(&events())
+    conflicts_among(&events())
 }
 
 /// Checks a set of contracts as [`validate`] does, reporting every conflict found.
-pub fn check(contracts: &[&EventContract]) -> Result<(), RegistryError> {
+pub(crate) fn conflicts_among(contracts: &[&EventContract]) -> Result<(), RegistryError> {
     let mut conflicts = Vec::new();
     let mut by_key: BTreeMap<&str, &EventContract> = BTreeMap::new();
     let mut exchanges: BTreeMap<&str, Exchange> = BTreeMap::new();
@@ -170,5 +172,108 @@ pub fn check(contracts: &[&EventContract]) -> Result<(), RegistryError> {
         Ok(())
     } else {
         Err(RegistryError { conflicts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> schemars::Schema {
+        schemars::json_schema!({})
+    }
+
+    #[test]
+    fn a_version_disagreeing_with_its_routing_key_is_refused() {
+        let exchange = Exchange::topic("order");
+        let bad = EventContract::__new(
+            exchange,
+            "submit",
+            "2.0.0",
+            1,
+            "order.v1.submit",
+            "urn:event-manager:schema:order.v1.submit",
+            "Bad",
+            "",
+            schema,
+        );
+        let err = conflicts_among(&[&bad]).unwrap_err();
+        assert!(
+            matches!(err.conflicts(), [Conflict::VersionMismatch { expected, .. }] if expected == "order.v2.submit"),
+            "{err:?}"
+        );
+        let good = EventContract::__new(
+            exchange,
+            "submit",
+            "2.0.0",
+            2,
+            "order.v2.submit",
+            "urn:event-manager:schema:order.v2.submit",
+            "Good",
+            "",
+            schema,
+        );
+        conflicts_among(&[&good]).unwrap();
+    }
+
+    #[test]
+    fn every_conflict_is_reported_not_only_the_first() {
+        let contract = |exchange, version, major, key, type_name| {
+            EventContract::__new(
+                exchange,
+                "submit",
+                version,
+                major,
+                key,
+                "urn:event-manager:schema:x",
+                type_name,
+                "",
+                schema,
+            )
+        };
+        let bad_version = contract(
+            Exchange::topic("order"),
+            "2.0.0",
+            1,
+            "order.v1.submit",
+            "BadVersion",
+        );
+        let first = contract(
+            Exchange::topic("invoice"),
+            "1.0.0",
+            1,
+            "invoice.v1.submit",
+            "First",
+        );
+        let second = contract(
+            Exchange::topic("invoice").transient(),
+            "1.0.0",
+            1,
+            "invoice.v1.submit",
+            "Second",
+        );
+        let err = conflicts_among(&[&bad_version, &first, &second]).unwrap_err();
+        match err.conflicts() {
+            [
+                Conflict::VersionMismatch { type_name, .. },
+                Conflict::DuplicateRoutingKey {
+                    routing_key,
+                    first,
+                    second,
+                },
+                Conflict::ExchangeConflict { name },
+            ] => {
+                assert_eq!(type_name, "BadVersion");
+                assert_eq!(routing_key, "invoice.v1.submit");
+                assert_eq!((first.as_str(), second.as_str()), ("First", "Second"));
+                assert_eq!(name, "invoice");
+            }
+            other => panic!("expected three conflicts, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(text.starts_with("3 contract conflicts:"), "{text}");
+        for part in ["BadVersion", "invoice.v1.submit", "exchange `invoice`"] {
+            assert!(text.contains(part), "{text}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! One scenario's world: its unique names, its buses, the services and messages it uses, how
 //! it waits for the broker to settle, and the cleanup that runs whatever happened.
 
-use std::convert::Infallible;
+use event_manager::HandlerError;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_manager::message::{Bytes, Message, Properties};
-use event_manager::service::{dead_letter_queue_name, delete_service_queues};
 use event_manager::{Bus, Delivery, PublishError, PublishOptions, RetryPolicy, Service};
 use event_manager_examples::{ORDER, Order};
 use futures_util::stream::FuturesUnordered;
@@ -153,7 +152,7 @@ impl Scope {
 
     /// The broker-side name of the scenario's dead-letter queue.
     pub fn dead_letter_queue(&self, bus: &Bus) -> String {
-        dead_letter_queue_name(&self.queue(bus))
+        compat::dead_letter_queue(bus, &self.token)
     }
 
     /// Remembers a service queue that does not contain the token, for cleanup.
@@ -290,8 +289,7 @@ impl Scope {
     /// of messages taken (duplicates included).
     pub async fn drain(&self, bus: &Bus, queue: &str, drain: Drain<'_>) -> Res<u64> {
         let deadline = Instant::now() + drain.limit;
-        let mut subscription = bus
-            .transport()
+        let mut subscription = event_manager::testing::transport(bus)
             .subscribe(queue, 1000)
             .await
             .ctx(&format!("consuming {queue}"))?;
@@ -359,9 +357,8 @@ impl Scope {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let policy = RetryPolicy::default();
         for queue in &foreign {
-            let deleting = delete_service_queues(bus, queue, &policy);
+            let deleting = compat::delete_service(bus, queue);
             if let Err(e) = tokio::time::timeout(limit, deleting).await.ctx("timed out") {
                 failures.push(format!("cleanup: queue {queue}: {e}"));
             }
@@ -373,7 +370,7 @@ impl Scope {
         match queues {
             Ok(queues) => {
                 for q in queues {
-                    let deleting = bus.transport().delete_queue(&q.name);
+                    let deleting = event_manager::testing::transport(bus).delete_queue(&q.name);
                     match tokio::time::timeout(limit, deleting).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => failures.push(format!("cleanup: {e}")),
@@ -386,7 +383,7 @@ impl Scope {
         match exchanges {
             Ok(exchanges) => {
                 for name in exchanges {
-                    let deleting = bus.transport().delete_exchange(&name);
+                    let deleting = event_manager::testing::transport(bus).delete_exchange(&name);
                     if let Err(e) = tokio::time::timeout(limit, deleting).await.ctx("timed out") {
                         failures.push(format!("cleanup: exchange {name}: {e}"));
                     }
@@ -482,11 +479,11 @@ pub fn fast_retry() -> RetryPolicy {
 /// A callback recording the message id of every order it sees in `handled`.
 pub fn record(
     handled: &Ids,
-) -> impl Fn(Order, Delivery) -> std::future::Ready<Result<(), Infallible>> + Send + Sync + 'static
+) -> impl Fn(Order, Delivery) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
 {
     let handled = handled.clone();
     move |_order, delivery| {
-        handled.insert(delivery.message_id());
+        handled.insert(delivery.message_id().unwrap_or_default());
         std::future::ready(Ok(()))
     }
 }
@@ -512,7 +509,7 @@ pub fn submit(
 /// An undecodable message with id `id`, routed like an `order.v1.submit`.
 pub fn poison(bus: &Bus, id: &str) -> Message {
     Message {
-        exchange: bus.exchange_name(ORDER).into(),
+        exchange: bus.topology().exchange_name(ORDER).into(),
         routing_key: SUBMIT_KEY.into(),
         body: Bytes::from_static(b"not json"),
         properties: Properties {
@@ -530,7 +527,11 @@ pub fn publish_raw(
     message: Message,
 ) -> impl Future<Output = Result<(), PublishError>> + use<> {
     let bus = bus.clone();
-    async move { bus.transport().publish(message).await }
+    async move {
+        event_manager::testing::transport(&bus)
+            .publish(message)
+            .await
+    }
 }
 
 /// Waits until `queue` holds at least `n` ready messages (a missing queue holds none), at
@@ -538,11 +539,14 @@ pub fn publish_raw(
 pub async fn wait_for_len(bus: &Bus, queue: &str, n: u64, limit: Duration) -> Option<Duration> {
     let began = Instant::now();
     while began.elapsed() < limit {
-        let len = tokio::time::timeout(Duration::from_secs(5), bus.transport().queue_len(queue))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(0);
+        let len = tokio::time::timeout(
+            Duration::from_secs(5),
+            event_manager::testing::transport(bus).queue_len(queue),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
         if len >= n {
             return Some(began.elapsed());
         }

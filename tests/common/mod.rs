@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use event_manager::message::Message;
-use event_manager::service::{dead_letter_queue_name, delete_service_queues};
 use event_manager::transport::{InMemoryBroker, Transport};
 use event_manager::{Bus, RetryPolicy, Service};
 use event_manager_examples::ORDER;
@@ -94,7 +93,7 @@ impl Env {
     }
 
     pub fn transport(&self) -> &std::sync::Arc<dyn Transport> {
-        self.bus.transport()
+        event_manager::testing::transport(&self.bus)
     }
 
     /// The service name `base`, deleted (with its retry and dead-letter queues) on cleanup. It
@@ -107,7 +106,7 @@ impl Env {
 
     /// The name on the broker of the service queue `queue`, for the transport.
     pub fn broker_queue(&self, queue: &str) -> String {
-        self.bus.queue_name(queue)
+        self.bus.topology().queue_name(queue)
     }
 
     /// A unique queue name on the broker, for use with the transport directly; deleted on
@@ -118,7 +117,11 @@ impl Env {
 
     /// The name on the broker of the dead-letter queue of service queue `queue`.
     pub fn dlq(&self, queue: &str) -> String {
-        dead_letter_queue_name(&self.broker_queue(queue))
+        self.bus
+            .service(queue)
+            .queues()
+            .dead_letter_queue()
+            .to_owned()
     }
 
     /// A bus on the same broker in the namespace `<this test's namespace>.<name>`, as a
@@ -141,7 +144,7 @@ impl Env {
 
     /// The broker-side name of the order exchange in this test.
     pub fn order_exchange(&self) -> String {
-        self.bus.exchange_name(ORDER)
+        self.bus.topology().exchange_name(ORDER)
     }
 
     /// Publishes a raw message to the order exchange, as a non-Rust service would.
@@ -151,7 +154,7 @@ impl Env {
         body: &[u8],
         headers: &[(&'static str, &str)],
     ) -> Result<(), event_manager::PublishError> {
-        self.bus.declare_exchange(ORDER).await?;
+        self.bus.topology().declare_exchange(ORDER).await?;
         let mut message = Message {
             exchange: self.order_exchange().into(),
             routing_key: routing_key.to_owned().into(),
@@ -204,11 +207,13 @@ impl Env {
         buses.push(self.bus.clone());
         for bus in &buses {
             for q in &queues {
-                let _ = delete_service_queues(bus, q, &test_policy()).await;
+                let mut service = bus.service(q.as_str());
+                service.retry(test_policy());
+                let _ = service.queues().delete().await;
             }
             let _ = self
                 .transport()
-                .delete_exchange(&bus.exchange_name(ORDER))
+                .delete_exchange(&bus.topology().exchange_name(ORDER))
                 .await;
         }
         self.bus.close().await;

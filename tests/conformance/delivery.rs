@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use event_manager::{
-    Delivery, Event, HandlerError, PublishError, RetryPolicy, envelope, replay_dead_letters,
-};
+use event_manager::{Delivery, Event, HandlerError, PublishError, RetryPolicy, envelope};
 use event_manager_examples::{ORDER, Order, OrderSubmittedV2};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -73,8 +71,8 @@ pub async fn namespaces_keep_tenants_apart(env: &Env) {
         buses.push(bus);
     }
     assert_ne!(
-        buses[0].queue_name("billing_parcel"),
-        buses[1].queue_name("billing_parcel")
+        buses[0].topology().queue_name("billing_parcel"),
+        buses[1].topology().queue_name("billing_parcel")
     );
     for id in 0..10 {
         Order::sample(id).submit(&buses[0]).await.unwrap();
@@ -96,7 +94,7 @@ pub async fn every_callback_runs_to_completion_when_one_fails(env: &Env) {
         let c = c.clone();
         async move {
             c.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(HandlerError::retry("the first callback failed at once"))
+            Err(HandlerError::retry("the first callback failed at once"))
         }
     });
     billing.on(Order::SUBMIT, move |o: Order, ctx: Delivery| {
@@ -104,7 +102,7 @@ pub async fn every_callback_runs_to_completion_when_one_fails(env: &Env) {
         async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             rec.record((o.id, ctx.attempt()));
-            Err::<(), _>(HandlerError::permanent("the second callback refused"))
+            Err(HandlerError::permanent("the second callback refused"))
         }
     });
     let queue = billing.queue().to_owned();
@@ -212,7 +210,7 @@ pub async fn replay_ends_even_when_the_replayed_messages_fail_again(env: &Env) {
         let c = c.clone();
         async move {
             c.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(HandlerError::retry("the bug is not fixed"))
+            Err(HandlerError::retry("the bug is not fixed"))
         }
     });
     let queue = billing.queue().to_owned();
@@ -224,7 +222,10 @@ pub async fn replay_ends_even_when_the_replayed_messages_fail_again(env: &Env) {
     env.wait_for_len(&dlq, 3).await;
     let moved = tokio::time::timeout(
         Duration::from_secs(20),
-        replay_dead_letters(&env.bus, &queue, usize::MAX),
+        env.bus
+            .service(queue.as_str())
+            .queues()
+            .replay_dead_letters(usize::MAX),
     )
     .await
     .expect("the replay does not end")
@@ -244,7 +245,7 @@ pub async fn huge_attempts_header_means_the_attempts_are_used_up(env: &Env) {
         let c = c.clone();
         async move {
             c.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(HandlerError::retry("still failing"))
+            Err(HandlerError::retry("still failing"))
         }
     });
     let queue = billing.queue().to_owned();
@@ -324,7 +325,7 @@ pub async fn publish_declares_a_deleted_exchange_again(env: &Env) {
 pub async fn running_service_declares_its_topology_again(env: &Env) {
     let (rec, mut seen) = recorder();
     let mut billing = env.service("billing");
-    billing.topology_check(Duration::from_millis(200));
+    billing.topology_refresh(Duration::from_millis(200));
     billing.on(Order::SUBMIT, move |o: Order, _| {
         let rec = rec.clone();
         async move {

@@ -20,7 +20,7 @@ async fn publish(bus: &Bus) -> Result<(), Box<dyn std::error::Error>> {
     billing.bind(ORDER, "order.#")?;
     billing.on(Order::SUBMIT, |order: Order, _ctx| async move {
         println!("{order:?}");
-        Ok::<_, std::convert::Infallible>(())
+        Ok(())
     });
     let _ = <Order as Event>::EVENTS;
     Ok(())

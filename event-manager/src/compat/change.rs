@@ -217,7 +217,12 @@ pub struct Change {
 
 impl Change {
     /// Builds a change with explicit verdicts.
-    pub fn new(path: impl Into<String>, kind: ChangeKind, backward: bool, forward: bool) -> Self {
+    pub(crate) fn new(
+        path: impl Into<String>,
+        kind: ChangeKind,
+        backward: bool,
+        forward: bool,
+    ) -> Self {
         Change {
             path: path.into(),
             kind,
@@ -278,6 +283,38 @@ fn values(list: &[Value]) -> String {
 }
 
 impl ChangeKind {
+    /// Formats the changes of `additionalProperties` and of constraint keywords.
+    fn fmt_constraint(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeKind::AdditionalPropertiesOpened { to_schema } => {
+                if *to_schema {
+                    f.write_str("additionalProperties opened to a schema (map entries accepted)")
+                } else {
+                    f.write_str("additionalProperties opened (unknown properties now accepted)")
+                }
+            }
+            ChangeKind::AdditionalPropertiesClosed => {
+                f.write_str("additionalProperties closed (unknown properties now rejected)")
+            }
+            ChangeKind::AdditionalPropertiesRestricted => {
+                f.write_str("additionalProperties restricted from any value to a schema")
+            }
+            ChangeKind::AdditionalPropertiesUnrestricted => {
+                f.write_str("additionalProperties no longer restricted to a schema")
+            }
+            ChangeKind::ConstraintTightened { keyword, old, new } => {
+                write!(f, "`{keyword}` tightened ({} -> {})", opt(old), opt(new))
+            }
+            ChangeKind::ConstraintRelaxed { keyword, old, new } => {
+                write!(f, "`{keyword}` relaxed ({} -> {})", opt(old), opt(new))
+            }
+            ChangeKind::ConstraintChanged { keyword, old, new } => {
+                write!(f, "`{keyword}` changed ({} -> {})", opt(old), opt(new))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The text of the `oneOf`/`anyOf`/`allOf` kinds.
     fn fmt_combination(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -353,31 +390,13 @@ impl fmt::Display for ChangeKind {
             ChangeKind::ConstChanged { old, new } => {
                 write!(f, "const changed from {} to {}", short(old), short(new))
             }
-            ChangeKind::AdditionalPropertiesOpened { to_schema } => {
-                if *to_schema {
-                    f.write_str("additionalProperties opened to a schema (map entries accepted)")
-                } else {
-                    f.write_str("additionalProperties opened (unknown properties now accepted)")
-                }
-            }
-            ChangeKind::AdditionalPropertiesClosed => {
-                f.write_str("additionalProperties closed (unknown properties now rejected)")
-            }
-            ChangeKind::AdditionalPropertiesRestricted => {
-                f.write_str("additionalProperties restricted from any value to a schema")
-            }
-            ChangeKind::AdditionalPropertiesUnrestricted => {
-                f.write_str("additionalProperties no longer restricted to a schema")
-            }
-            ChangeKind::ConstraintTightened { keyword, old, new } => {
-                write!(f, "`{keyword}` tightened ({} -> {})", opt(old), opt(new))
-            }
-            ChangeKind::ConstraintRelaxed { keyword, old, new } => {
-                write!(f, "`{keyword}` relaxed ({} -> {})", opt(old), opt(new))
-            }
-            ChangeKind::ConstraintChanged { keyword, old, new } => {
-                write!(f, "`{keyword}` changed ({} -> {})", opt(old), opt(new))
-            }
+            ChangeKind::AdditionalPropertiesOpened { .. }
+            | ChangeKind::AdditionalPropertiesClosed
+            | ChangeKind::AdditionalPropertiesRestricted
+            | ChangeKind::AdditionalPropertiesUnrestricted
+            | ChangeKind::ConstraintTightened { .. }
+            | ChangeKind::ConstraintRelaxed { .. }
+            | ChangeKind::ConstraintChanged { .. } => self.fmt_constraint(f),
             ChangeKind::TupleLengthChanged { old, new } => {
                 write!(f, "tuple length changed from {old} to {new}")
             }

@@ -260,6 +260,22 @@ pub(super) fn match_variants(old: &[Variant], new: &[Variant]) -> Vec<Option<usi
 }
 
 impl Differ<'_> {
+    /// Records a change of combinator (`oneOf` <-> `anyOf`).
+    fn compare_combinators(&mut self, from: Option<&str>, to: Option<&str>, path: &str) {
+        if let (Some(from), Some(to)) = (from, to)
+            && from != to
+        {
+            // `anyOf` accepts everything `oneOf` accepts (and values matching several
+            // alternatives), so oneOf -> anyOf widens and anyOf -> oneOf narrows.
+            let widened = to == "anyOf";
+            let kind = ChangeKind::CombinatorChanged {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            };
+            self.push(path, kind, widened, !widened);
+        }
+    }
+
     /// Compares two schema objects of which at least one has `oneOf`/`anyOf`.
     pub(super) fn compare_combined(
         &mut self,
@@ -274,18 +290,7 @@ impl Differ<'_> {
         let (o_keyword, n_keyword) = (old_split.keyword, new_split.keyword);
         let (o_items, n_items) = (&old_split.items, &new_split.items);
 
-        if let (Some(from), Some(to)) = (o_keyword, n_keyword)
-            && from != to
-        {
-            // `anyOf` accepts everything `oneOf` accepts (and values matching several
-            // alternatives), so oneOf -> anyOf widens and anyOf -> oneOf narrows.
-            let widened = to == "anyOf";
-            let kind = ChangeKind::CombinatorChanged {
-                from: from.to_owned(),
-                to: to.to_owned(),
-            };
-            self.push(path, kind, widened, !widened);
-        }
+        self.compare_combinators(o_keyword, n_keyword, path);
         self.compare_keywords(&old_split.base, &new_split.base, path, depth);
 
         let old = describe_all(old_root, &old_split);
@@ -323,10 +328,11 @@ impl Differ<'_> {
             self.changes.extend(changes.iter().cloned());
             pair_changes.push(changes);
         }
-        for (j, variant) in new.iter().enumerate() {
-            if pairs.contains(&Some(j)) {
-                continue;
-            }
+        let added = new
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| !pairs.contains(&Some(*j)));
+        for (j, variant) in added {
             let kind = ChangeKind::VariantAdded {
                 keyword: n_keyword.unwrap_or(any_keyword).to_owned(),
                 label: variant.label(j),

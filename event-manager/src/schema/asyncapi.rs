@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::contract::{EventContract, Exchange, ExchangeKind};
+use crate::contract::{EventContract, Exchange};
 use crate::envelope::{
     CONTENT_TYPE, PUBLISHED_AS_HEADER, TRACEPARENT_HEADER, VERSION_HEADER, cloud_events, schema_id,
 };
@@ -248,12 +248,6 @@ impl AsyncApi {
     }
 }
 
-fn exchange_type(exchange: Exchange) -> &'static str {
-    match exchange.kind() {
-        ExchangeKind::Topic => "topic",
-    }
-}
-
 fn channel_ref(contract: &EventContract) -> Value {
     json!({ "$ref": format!("#/channels/{}", contract.routing_key()) })
 }
@@ -274,7 +268,7 @@ fn channel(contract: &EventContract) -> Value {
                 "is": "routingKey",
                 "exchange": {
                     "name": exchange.name(),
-                    "type": exchange_type(exchange),
+                    "type": "topic",
                     "durable": exchange.is_durable(),
                     "autoDelete": false,
                     "vhost": "/",

@@ -1,4 +1,4 @@
-//! The exported files as a set: producing them, writing them and checking checked-in copies.
+//! The exported files as a set: producing them, writing them and finding checked-in copies that are stale.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,7 +44,7 @@ impl fmt::Display for Staleness {
 pub struct StaleFile {
     /// The file name (`order.v1.submit.json`).
     pub name: String,
-    /// The file's path in the checked directory.
+    /// The file's path in the compared directory.
     pub path: PathBuf,
     /// How it disagrees.
     pub staleness: Staleness,
@@ -76,7 +76,7 @@ fn to_file_text(name: &str, value: &Value) -> Result<String, SchemaError> {
 /// types for one routing key would write the same file).
 pub fn files(api: &AsyncApi) -> Result<BTreeMap<String, String>, SchemaError> {
     let events = api.events();
-    registry::check(&events.iter().collect::<Vec<_>>())?;
+    registry::conflicts_among(&events.iter().collect::<Vec<_>>())?;
     let mut out = BTreeMap::new();
     for contract in &events {
         let name = schema_file_name(contract);
@@ -91,14 +91,14 @@ pub fn files(api: &AsyncApi) -> Result<BTreeMap<String, String>, SchemaError> {
 /// Compares `dir` with the export and names each file that is missing, differs, or is an
 /// extra `*.json` the export no longer produces, ordered by name. An empty list means `dir`
 /// is up to date; a directory that does not exist lacks every file.
-pub fn check(api: &AsyncApi, dir: impl AsRef<Path>) -> Result<Vec<StaleFile>, SchemaError> {
+pub fn find_stale(api: &AsyncApi, dir: impl AsRef<Path>) -> Result<Vec<StaleFile>, SchemaError> {
     let dir = dir.as_ref();
     let expected = files(api)?;
     stale_files(dir, &expected)
 }
 
 /// Writes the export to `dir` (created if needed): writes every missing or differing file
-/// and removes every extra `*.json`, so that [`check`] then finds nothing. Returns what it
+/// and removes every extra `*.json`, so that [`find_stale`] then finds nothing. Returns what it
 /// changed, ordered by name; files already up to date are left untouched.
 pub fn write(api: &AsyncApi, dir: impl AsRef<Path>) -> Result<Vec<StaleFile>, SchemaError> {
     let dir = dir.as_ref();

@@ -3,11 +3,10 @@
 use serde_json::Value;
 
 use crate::contract::EventContract;
-use crate::envelope::VERSION_HEADER;
-
-/// The root keyword carrying the full semver version of the contract (`1.2.0`). It is named
-/// like the [`VERSION_HEADER`] a published event carries.
-pub const VERSION_KEYWORD: &str = VERSION_HEADER;
+/// The root keyword carrying the full semver version of the contract (`1.2.0`), the value of
+/// the [`VERSION_HEADER`](crate::envelope::VERSION_HEADER) a published event carries. An `x-`
+/// extension keyword of JSON Schema, which validators ignore.
+pub const VERSION_KEYWORD: &str = "x-event-version";
 
 /// The file the JSON Schema of `contract` is exported to: `<routing-key>.json`
 /// (`order.v1.submit.json`).

@@ -1,5 +1,5 @@
 //! Exported contract documents: a JSON Schema (2020-12) per event version and an AsyncAPI
-//! 3.0.0 document of the whole registry, written to a directory and checked against it.
+//! 3.0.0 document of the whole registry, written to a directory and compared with it.
 //!
 //! * [`json_schema`]: the JSON Schema of one contract, `$id`
 //!   [`envelope::schema_id`](crate::envelope::schema_id) of its routing key (the value of the
@@ -8,9 +8,9 @@
 //! * [`AsyncApi`]: the AsyncAPI document. Channels are routing keys with their AMQP binding;
 //!   `send` operations publish them; `receive` operations come from the consumer bindings
 //!   the export is told about ([`AsyncApi::consumer`]).
-//! * [`files`], [`write()`], [`check`]: the whole export as files, `<routing-key>.json` per
+//! * [`files`], [`write()`], [`find_stale`]: the whole export as files, `<routing-key>.json` per
 //!   contract and [`ASYNCAPI_FILE`], deterministic to the byte so they can be checked in and
-//!   checked by a test.
+//!   compared by a test.
 //!
 //! ## Payload references
 //!
@@ -31,7 +31,7 @@
 //! let api = AsyncApi::new("Order events", "1.0.0")
 //!     .consumer("billing_order", ORDER, "order.*.submit".parse()?)
 //!     .consumer("logistics_order", ORDER, "order.#".parse()?);
-//! let stale = schema::check(&api, "schemas")?;
+//! let stale = schema::find_stale(&api, "schemas")?;
 //! for file in &stale {
 //!     eprintln!("{file}");
 //! }
@@ -49,5 +49,5 @@ pub use asyncapi::{
     ConsumerBinding, QUEUE_EXTENSION,
 };
 pub use error::SchemaError;
-pub use files::{StaleFile, Staleness, check, files, write};
+pub use files::{StaleFile, Staleness, files, find_stale, write};
 pub use json_schema::{VERSION_KEYWORD, json_schema, schema_file_name};

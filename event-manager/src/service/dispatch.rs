@@ -6,8 +6,8 @@ use futures_util::future::join_all;
 use tracing::Instrument;
 
 use super::handler::{Delivery, combine, guarded};
+use super::outcome;
 use super::runner::Shared;
-use super::settle::settle;
 use crate::envelope::{self, DeadLetterKind};
 use crate::message::Message;
 use crate::routing::EventKey;
@@ -25,13 +25,13 @@ pub(super) async fn handle(shared: &Shared, incoming: Incoming) {
     let message = incoming.message.clone();
     let span = tracing::debug_span!(
         "handle",
-        queue = %shared.topology.queue,
+        queue = %shared.topology.queue(),
         routing_key = %message.routing_key,
         message_id = message.properties.message_id.as_deref().unwrap_or("")
     );
     async move {
         let (outcome, attempts) = run_callbacks(shared, &message, incoming.redelivered).await;
-        settle(shared, incoming, &message, outcome, attempts).await;
+        outcome::apply(shared, incoming, &message, outcome, attempts).await;
     }
     .instrument(span)
     .await;
@@ -82,14 +82,14 @@ async fn run_callbacks(
         redelivered,
     };
     let result = match route.handlers.as_slice() {
-        [only] => match only(&message.body, delivery) {
+        [only] => match only(&received.payload, delivery) {
             Ok(f) => guarded(f).await,
             Err((kind, reason)) => return (Outcome::DeadLetter(kind, reason), attempt),
         },
         handlers => {
             let mut futures = Vec::with_capacity(handlers.len());
             for handler in handlers {
-                match handler(&message.body, delivery.clone()) {
+                match handler(&received.payload, delivery.clone()) {
                     Ok(f) => futures.push(guarded(f)),
                     Err((kind, reason)) => return (Outcome::DeadLetter(kind, reason), attempt),
                 }

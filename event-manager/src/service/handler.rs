@@ -20,10 +20,16 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The message id (stable across retries and redeliveries: use it to detect duplicates).
-    /// Empty when the publisher set none.
-    pub fn message_id(&self) -> &str {
-        self.message.properties.message_id.as_deref().unwrap_or("")
+    /// The message id, stable across retries and redeliveries: use it to detect duplicates.
+    /// Every event this library publishes has one; `None` when a foreign publisher set none
+    /// (pika and kombu by default), in which case duplicates cannot be told apart by id: key
+    /// deduplication on a business identifier of the payload instead.
+    pub fn message_id(&self) -> Option<&str> {
+        self.message
+            .properties
+            .message_id
+            .as_deref()
+            .or_else(|| envelope::celery::task_id(&self.message))
     }
 
     /// The correlation id, when the publisher set one.
@@ -68,7 +74,7 @@ impl Delivery {
         &self.message.properties.headers
     }
 
-    /// The raw JSON body.
+    /// The raw body: the payload as JSON, or for a Celery task message the whole task body.
     pub fn body(&self) -> &[u8] {
         &self.message.body
     }
@@ -78,7 +84,10 @@ impl Delivery {
 /// after a delay, and dead-lettered once the attempts are used up. A
 /// [`permanent`](HandlerError::permanent) error is dead-lettered at once.
 ///
-/// Any `std::error::Error` converts into a retryable `HandlerError`, so `?` works in callbacks.
+/// Whatever converts into a `Box<dyn Error + Send + Sync>` converts into a retryable
+/// `HandlerError`, so `?` works in callbacks on any `std::error::Error`, on
+/// `Box<dyn Error + Send + Sync>`, on `anyhow::Error` and on `String`. Mark an error permanent
+/// with [`HandlerResultExt::permanent`] (`.permanent()?`) or [`HandlerError::permanent`].
 pub struct HandlerError {
     error: Box<dyn std::error::Error + Send + Sync>,
     permanent: bool,
@@ -108,9 +117,46 @@ impl HandlerError {
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for HandlerError {
     fn from(error: E) -> Self {
         Self::retry(error)
+    }
+}
+
+/// Says, where an error is passed up with `?`, whether a retry can fix it.
+///
+/// ```
+/// use event_manager::{HandlerError, HandlerResultExt};
+///
+/// fn reserve(stock: u32, wanted: u32) -> Result<u32, String> {
+///     stock.checked_sub(wanted).ok_or_else(|| format!("only {stock} in stock"))
+/// }
+///
+/// fn handle(stock: u32) -> Result<(), HandlerError> {
+///     // Out of stock: no retry fixes it, dead-letter at once.
+///     let left = reserve(stock, 3).permanent()?;
+///     // A failing write may work next time: retry with backoff (what `?` does anyway).
+///     std::fs::write("/dev/null", left.to_string()).retryable()?;
+///     Ok(())
+/// }
+///
+/// assert!(handle(1).unwrap_err().is_permanent());
+/// assert!(handle(5).is_ok());
+/// ```
+pub trait HandlerResultExt<T> {
+    /// The error, if any, as a permanent [`HandlerError`]: dead-lettered at once.
+    fn permanent(self) -> Result<T, HandlerError>;
+    /// The error, if any, as a retryable [`HandlerError`] (what `?` does by default).
+    fn retryable(self) -> Result<T, HandlerError>;
+}
+
+impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> HandlerResultExt<T> for Result<T, E> {
+    fn permanent(self) -> Result<T, HandlerError> {
+        self.map_err(HandlerError::permanent)
+    }
+
+    fn retryable(self) -> Result<T, HandlerError> {
+        self.map_err(HandlerError::retry)
     }
 }
 

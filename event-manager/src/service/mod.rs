@@ -12,7 +12,7 @@
 //!
 //! # Versions
 //!
-//! The version of a message comes from its `x-event-version` header, or from the `v<major>`
+//! The version of a message comes from its `event-version` header, or from the `v<major>`
 //! word of its routing key when the header is missing (a plain kombu or pika publisher). A
 //! newer minor or patch of the same major is accepted: unknown fields are ignored, as serde
 //! does by default. A major that no callback accepts is dead-lettered with the reason
@@ -24,7 +24,7 @@
 //! * A callback returns a retryable error or panics (inside its future, or before it returns
 //!   one): the message is parked in a wait queue and comes back after the delay of the
 //!   service's [`RetryPolicy`]; once the attempts are used up it is dead-lettered. An
-//!   `x-attempts` header too large to count further means the attempts are used up.
+//!   `attempts` header too large to count further means the attempts are used up.
 //! * A callback returns a [`HandlerError::permanent`] error: dead-lettered at once.
 //! * Several callbacks for one event all run to completion, even when one of them fails early;
 //!   the outcome is the first error, permanent when any of the errors is permanent. **On a
@@ -39,8 +39,9 @@
 //! message.
 //!
 //! Dead letters go to `<queue>.dlq` with the original body and properties and the headers
-//! `x-dead-letter-reason`, `x-attempts`, `x-original-exchange`, `x-original-routing-key`,
-//! `x-failed-at` and `x-dead-letter-queue`. Nothing is acknowledged before it was handled or
+//! `dead-letter-reason`, `dead-letter-kind`, `attempts`, `original-exchange`,
+//! `original-routing-key`, `failed-at` and `dead-letter-queue` (before 0.2 they had an `x-`
+//! prefix, still read). Nothing is acknowledged before it was handled or
 //! the broker confirmed its move to a wait or dead-letter queue. When that move fails:
 //!
 //! * because the target queue is missing (deleted from outside), the service declares its
@@ -51,16 +52,17 @@
 //!   it succeeds; if the service stops first, the message goes back to its queue. It is never
 //!   dropped and never requeued in a tight loop.
 //!
-//! [`replay_dead_letters`] moves dead letters back: only those in the dead-letter queue when
-//! it starts, so a replay ends even when the replayed messages fail again.
+//! [`ServiceQueues::replay_dead_letters`] moves dead letters back: only those in the
+//! dead-letter queue when it starts, so a replay ends even when the replayed messages fail
+//! again. [`Service::queues`] lists, measures, reads and deletes a service's queues.
 //!
 //! # Topology
 //!
 //! A service declares what it owns when it starts: its queue, the wait queues of its retry
 //! policy, its dead-letter queue, the exchanges it reads from and its bindings. While it runs
-//! it declares them all again every [`Service::topology_check`] interval (default 30 s) and
+//! it declares them all again every [`Service::topology_refresh`] interval (default 30 s) and
 //! whenever a move finds a queue missing, so a queue, exchange or binding deleted from
-//! outside comes back. A failed check is logged and tried again at the next interval. On a
+//! outside comes back. A failed refresh is logged and tried again at the next interval. On a
 //! namespaced bus ([`Bus::with_namespace`]) every queue name carries the namespace.
 //!
 //! # Shutdown
@@ -74,16 +76,14 @@
 //! started go back to the queue as well. A message held because its move keeps failing goes
 //! back to the queue at once.
 
-mod dead_letter;
 mod dispatch;
 mod handler;
+mod outcome;
 mod retry;
 mod runner;
-mod settle;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
-mod topology;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -92,14 +92,15 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-pub use dead_letter::{delete_service_queues, replay_dead_letters};
-pub use handler::{Delivery, HandlerError};
-pub use retry::{RetryPolicy, dead_letter_queue_name};
+pub use handler::{Delivery, HandlerError, HandlerResultExt};
+pub use retry::RetryPolicy;
 pub use runner::RunningService;
 
 use crate::bus::Bus;
 use crate::contract::{Event, EventDef, Exchange};
-use crate::routing::BindingPattern;
+use crate::error::ConsumeError;
+use crate::routing::{BindingPattern, RoutingKey};
+use crate::topology::{ServiceQueues, ServiceTopology};
 use crate::transport::QueueKind;
 use handler::{Callback, ErasedHandler, erase};
 
@@ -123,7 +124,7 @@ pub struct Service {
     pub(crate) max_body_bytes: usize,
     pub(crate) queue_kind: QueueKind,
     pub(crate) shutdown_grace: Duration,
-    pub(crate) topology_check: Duration,
+    pub(crate) topology_refresh: Duration,
 }
 
 impl std::fmt::Debug for Service {
@@ -151,12 +152,12 @@ impl Service {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             queue_kind: QueueKind::Classic,
             shutdown_grace: Duration::from_secs(30),
-            topology_check: Duration::from_secs(30),
+            topology_refresh: Duration::from_secs(30),
         }
     }
 
     /// The queue name as given to [`Bus::service`], without the namespace of the bus; the
-    /// name on the broker is [`Bus::queue_name`] of it.
+    /// name on the broker is [`ServiceQueues::queue`] of [`Service::queues`].
     pub fn queue(&self) -> &str {
         &self.queue
     }
@@ -184,18 +185,14 @@ impl Service {
     ///
     /// The callback is a plain async function of the payload and a [`Delivery`]; any error
     /// type convertible into [`HandlerError`] may be returned.
-    pub fn on<T, F, Fut, E>(&mut self, event: EventDef<T>, callback: F) -> OnEvent<'_, T>
+    pub fn on<T, F, Fut>(&mut self, event: EventDef<T>, callback: F) -> OnEvent<'_, T>
     where
         T: Event,
         F: Fn(T, Delivery) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError> + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let callback: Callback<T> = Arc::new(move |payload, delivery| {
-            callback(payload, delivery)
-                .map(|r| r.map_err(Into::into))
-                .boxed()
-        });
+        let callback: Callback<T> =
+            Arc::new(move |payload, delivery| callback(payload, delivery).boxed());
         self.add_route(
             event,
             erase(std::any::type_name::<T>(), |t: T| t, callback.clone()),
@@ -259,9 +256,57 @@ impl Service {
     /// wait queues, dead-letter queue, exchanges and bindings, so that one deleted from
     /// outside comes back. Declaring is idempotent and cheap; it runs beside the deliveries,
     /// with a deadline of 10 s, and a failure is logged, not fatal. At least 1 ms.
-    pub fn topology_check(&mut self, interval: Duration) -> &mut Self {
-        self.topology_check = interval.max(Duration::from_millis(1));
+    pub fn topology_refresh(&mut self, interval: Duration) -> &mut Self {
+        self.topology_refresh = interval.max(Duration::from_millis(1));
         self
+    }
+
+    /// The queues this service owns on the broker, named after its queue and its retry
+    /// policy: to list, measure, read dead letters from, replay and delete.
+    pub fn queues(&self) -> ServiceQueues {
+        ServiceQueues::new(&self.bus, &self.queue, &self.retry.distinct_delays())
+    }
+
+    /// Declares the service's queue, bindings, wait and dead-letter queues without consuming.
+    /// A publisher can call it for the services it knows about, so that events published
+    /// before those services first start are kept in their queues instead of being
+    /// unroutable. Declaring is idempotent; the exchanges are declared on the broker again
+    /// even when the bus declared them before, so it also repairs a topology deleted from
+    /// outside.
+    pub async fn declare(&self) -> Result<(), ConsumeError> {
+        self.topology().declare().await?;
+        Ok(())
+    }
+
+    /// What the service owns on the broker.
+    pub(crate) fn topology(&self) -> ServiceTopology {
+        ServiceTopology::new(self.queues(), self.queue_kind, self.all_bindings())
+    }
+
+    /// Every binding to declare: the explicit ones, and an exact one for each callback no
+    /// explicit pattern covers.
+    fn all_bindings(&self) -> Vec<(Exchange, BindingPattern)> {
+        let mut all = self.bindings.clone();
+        for (key, route) in &self.routes {
+            let covered = self
+                .bindings
+                .iter()
+                .any(|(e, p)| *e == route.exchange && p.matches(key));
+            if !covered && let Ok(key) = RoutingKey::parse(key) {
+                all.push((route.exchange, BindingPattern::exact(&key)));
+            }
+        }
+        all
+    }
+}
+
+impl Bus {
+    /// A consuming service reading the durable queue `queue` (e.g. `billing_order`). Several
+    /// processes using the same queue name share its messages; different names each get every
+    /// message (fan-out). On a namespaced bus the queue on the broker is
+    /// `<namespace>.<queue>` ([`Topology::queue_name`](crate::topology::Topology::queue_name)).
+    pub fn service(&self, queue: impl Into<String>) -> Service {
+        Service::new(self.clone(), queue.into())
     }
 }
 
@@ -297,7 +342,7 @@ impl<T: Event> OnEvent<'_, T> {
     /// billing
     ///     .on(OrderV2::SUBMIT, |order: OrderV2, _| async move {
     ///         println!("{} in {}", order.id, order.currency);
-    ///         Ok::<_, std::convert::Infallible>(())
+    ///         Ok(())
     ///     })
     ///     .upcast_from(OrderV1::SUBMIT);
     /// # Ok::<(), event_manager::RoutingError>(())

@@ -103,19 +103,3 @@ impl RetryPolicy {
         all
     }
 }
-
-/// The wait queue of `queue` for `delay`.
-pub(crate) fn wait_queue_name(queue: &str, delay: Duration) -> String {
-    format!("{queue}.wait.{}ms", delay.as_millis())
-}
-
-/// The queue wait queues hand retries back to, consumed by the service beside `queue`.
-pub(crate) fn retried_queue_name(queue: &str) -> String {
-    format!("{queue}.retried")
-}
-
-/// The dead-letter queue of the service queue `queue`, a name on the broker: on a namespaced
-/// bus, pass [`Bus::queue_name`](crate::Bus::queue_name) of the service's name.
-pub fn dead_letter_queue_name(queue: &str) -> String {
-    format!("{queue}.dlq")
-}

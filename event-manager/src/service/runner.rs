@@ -1,4 +1,4 @@
-//! Running a service: start, the consume loop, the periodic topology check, shutdown.
+//! Running a service: start, the consume loop, the periodic topology refresh, shutdown.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -13,10 +13,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::dispatch::handle;
 use super::subscriptions;
-use super::topology::Topology;
 use super::{Route, Service};
 use crate::error::{ConsumeError, Entity, TopologyError};
 use crate::registry;
+use crate::topology::ServiceTopology;
 use crate::transport::Subscription;
 
 /// How long a shutdown waits for the broker to confirm the cancel of the subscription, at
@@ -34,8 +34,9 @@ const REDECLARE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every message task of one service shares.
 pub(super) struct Shared {
-    pub(super) topology: Topology,
+    pub(super) topology: ServiceTopology,
     pub(super) routes: BTreeMap<&'static str, Route>,
+    pub(super) retry: super::RetryPolicy,
     pub(super) max_body_bytes: usize,
     /// Becomes `true` once the service stops taking messages (shutdown, or the subscription
     /// ended): a message held because it cannot be moved then goes back to the queue.
@@ -46,7 +47,7 @@ pub(super) struct Shared {
 
 impl Shared {
     /// Declares the service's topology again (a forward found a queue missing, or the
-    /// periodic check), within [`REDECLARE_TIMEOUT`].
+    /// periodic refresh), within [`REDECLARE_TIMEOUT`].
     pub(super) async fn redeclare(&self) -> Result<(), TopologyError> {
         let declare = async {
             let _one_at_a_time = self.redeclaring.lock().await;
@@ -57,7 +58,7 @@ impl Shared {
             .unwrap_or_else(|_| {
                 Err(TopologyError::Connection {
                     entity: Entity::ServiceTopology {
-                        queue: self.topology.queue.to_string(),
+                        queue: self.topology.queue().to_owned(),
                     },
                     detail: format!("not declared within {REDECLARE_TIMEOUT:?}"),
                     source: None,
@@ -71,7 +72,7 @@ struct Limits {
     concurrency: usize,
     prefetch: u16,
     grace: Duration,
-    topology_check: Duration,
+    topology_refresh: Duration,
 }
 
 /// A started service. Dropping it without [`RunningService::shutdown`] stops the consume loop
@@ -137,20 +138,21 @@ impl Service {
     /// Declares the queue, its bindings, wait and dead-letter queues, and starts consuming.
     pub async fn start(self) -> Result<RunningService, ConsumeError> {
         registry::validate()?;
-        let topology = Topology::of(&self);
+        let topology = self.topology();
         if self.routes.is_empty() {
             return Err(ConsumeError::Config {
-                queue: topology.queue,
+                queue: topology.queue().to_owned(),
                 reason: "no callback is registered; add one with Service::on".into(),
             });
         }
         topology.declare().await?;
-        let queue = topology.queue.clone();
+        let queue = topology.queue().to_owned();
         let subscription = subscriptions::subscribe(&topology, self.prefetch).await?;
         let (closing, closing_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             topology,
             routes: self.routes,
+            retry: self.retry,
             max_body_bytes: self.max_body_bytes,
             closing: closing_rx,
             redeclaring: tokio::sync::Mutex::new(()),
@@ -159,7 +161,7 @@ impl Service {
             concurrency: self.concurrency,
             prefetch: self.prefetch,
             grace: self.shutdown_grace,
-            topology_check: self.topology_check,
+            topology_refresh: self.topology_refresh,
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(consume_loop(shared, subscription, stopped, closing, limits));
@@ -169,7 +171,7 @@ impl Service {
 
 /// Pulls deliveries and handles up to `concurrency` of them at once. The callbacks run as
 /// futures of this task (no task per message): cheap, and a panic is caught per message. The
-/// periodic topology check runs here too, beside the deliveries, never blocking them.
+/// periodic topology refresh runs here too, beside the deliveries, never blocking them.
 async fn consume_loop(
     shared: Arc<Shared>,
     mut subscription: Box<dyn Subscription>,
@@ -182,7 +184,7 @@ async fn consume_loop(
     let mut check: Option<BoxFuture<'static, ()>> = None;
     let mut retired: Vec<Box<dyn Subscription>> = Vec::new();
     let mut failure = None;
-    let mut ticker = check_ticker(limits.topology_check);
+    let mut ticker = refresh_ticker(limits.topology_refresh);
     let ended = {
         let stopped = stop.wait_for(|s| *s);
         tokio::pin!(stopped);
@@ -196,7 +198,7 @@ async fn consume_loop(
                     continue;
                 }
                 _ = ticker.tick(), if check.is_none() => {
-                    check = Some(topology_check(shared.clone()));
+                    check = Some(topology_refresh(shared.clone()));
                     continue;
                 }
                 next = std::future::poll_fn(|cx| subscription.poll_next(cx)),
@@ -239,7 +241,7 @@ async fn consume_loop(
     wind_down(&shared, subscription, in_flight, retired, limits.grace).await;
     if ended && !*stop.borrow() {
         return Err(ConsumeError::Connection {
-            queue: shared.topology.queue.clone(),
+            queue: shared.topology.queue().to_owned(),
             detail: failure.unwrap_or_else(|| {
                 "the subscription ended (queue deleted or connection lost for good)".into()
             }),
@@ -256,7 +258,7 @@ async fn resubscribe(
     ended: Option<String>,
     prefetch: u16,
 ) -> Result<Box<dyn Subscription>, String> {
-    let queue = &shared.topology.queue;
+    let queue = shared.topology.queue();
     let ended = ended.unwrap_or_else(|| "the subscription ended".to_owned());
     tracing::warn!(%queue, reason = %ended, "consuming stopped; declaring the topology again and consuming anew");
     let mut last = ended.clone();
@@ -282,8 +284,8 @@ async fn resubscribe(
     ))
 }
 
-/// The timer of the periodic topology check, first firing one `every` from now.
-fn check_ticker(every: Duration) -> tokio::time::Interval {
+/// The timer of the periodic topology refresh, first firing one `every` from now.
+fn refresh_ticker(every: Duration) -> tokio::time::Interval {
     // At most a year apart: a longer period only risks overflowing the timer.
     let every = every.min(Duration::from_secs(365 * 24 * 3600));
     let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
@@ -302,7 +304,7 @@ async fn wind_down<F: std::future::Future<Output = ()>>(
     retired: Vec<Box<dyn Subscription>>,
     grace: Duration,
 ) {
-    let queue = &shared.topology.queue;
+    let queue = shared.topology.queue();
     let deadline = Instant::now() + grace;
     let cancel = async {
         let cancel_deadline = Instant::now() + grace.min(CANCEL_TIMEOUT);
@@ -331,12 +333,12 @@ async fn wind_down<F: std::future::Future<Output = ()>>(
 }
 
 /// One periodic re-declaration of the topology, with a deadline; a failure is logged only.
-fn topology_check(shared: Arc<Shared>) -> BoxFuture<'static, ()> {
+fn topology_refresh(shared: Arc<Shared>) -> BoxFuture<'static, ()> {
     Box::pin(async move {
-        let queue = &shared.topology.queue;
+        let queue = shared.topology.queue();
         match shared.redeclare().await {
-            Ok(()) => tracing::trace!(%queue, "topology checked"),
-            Err(error) => tracing::warn!(%queue, %error, "topology check failed"),
+            Ok(()) => tracing::trace!(%queue, "topology declared again"),
+            Err(error) => tracing::warn!(%queue, %error, "declaring the topology again failed"),
         }
     })
 }

@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 
-use super::topology::Topology;
 use crate::error::ConsumeError;
+use crate::topology::ServiceTopology;
 use crate::transport::{Incoming, Subscription};
 
 /// The subscriptions of one service, polled in turn; it ends when one of them ends.
@@ -18,16 +18,12 @@ pub(super) struct Merged {
 
 /// Subscribes to the service queue and to its retry queue.
 pub(super) async fn subscribe(
-    topology: &Topology,
+    topology: &ServiceTopology,
     prefetch: u16,
 ) -> Result<Box<dyn Subscription>, ConsumeError> {
-    let transport = topology.bus.transport();
-    let own = transport.subscribe(&topology.queue, prefetch).await?;
-    let retried = transport
-        .subscribe(&topology.retried_queue, prefetch)
-        .await?;
+    let parts = topology.subscribe(prefetch).await?;
     Ok(Box::new(Merged {
-        parts: vec![own, retried],
+        parts: Vec::from(parts),
         next: 0,
         ended: None,
     }))

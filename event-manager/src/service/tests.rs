@@ -2,7 +2,6 @@
 //! never completes (a connection blocked by a memory alarm) and a dead-letter queue that
 //! refuses messages (negative confirms).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -12,37 +11,12 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::bus::Bus;
-use crate::contract::{Event, EventContract, EventDef, Exchange};
 use crate::error::{ConsumeError, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
 use crate::transport::{InMemoryBroker, Incoming, QueueSpec, Subscription, Transport};
 
-const PROBE: Exchange = Exchange::topic("probe");
-
-/// A test event, `probe.v1.ping`, not registered with the registry.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-struct Probe {
-    id: u64,
-}
-
-const PING_CONTRACT: EventContract = EventContract::__new(
-    PROBE,
-    "ping",
-    "1.0.0",
-    1,
-    "probe.v1.ping",
-    "urn:event-manager:schema:probe.v1.ping",
-    "Probe",
-    "A test event.",
-    crate::__private::root_schema::<Probe>,
-);
-
-impl Event for Probe {
-    const EVENTS: &'static [EventContract] = &[PING_CONTRACT];
-}
-
-const PING: EventDef<Probe> = EventDef::__new(PING_CONTRACT);
+use crate::test_probe::{PING, Probe};
 
 /// The in-memory broker, with faults.
 #[derive(Clone, Default)]
@@ -172,7 +146,7 @@ async fn shutdown_is_bounded_by_the_grace_period_when_the_cancel_never_completes
         async move {
             let _ = started.send(());
             tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, Infallible>(())
+            Ok(())
         }
     });
     let running = service.start().await.unwrap();
@@ -196,7 +170,7 @@ async fn refused_dead_letter_is_held_unacknowledged_until_the_broker_takes_it() 
     faulty.refuse_dead_letters.store(4, Ordering::SeqCst);
     let bus = Bus::with_transport(faulty.clone());
     let mut service = bus.service("held");
-    service.on(PING, |_: Probe, _| async { Ok::<_, Infallible>(()) });
+    service.on(PING, |_: Probe, _| async { Ok(()) });
     let running = service.start().await.unwrap();
     publish_undecodable(&bus).await;
     let began = Instant::now();
@@ -222,7 +196,7 @@ async fn held_message_goes_back_to_its_queue_when_the_service_stops() {
     faulty.refuse_dead_letters.store(u32::MAX, Ordering::SeqCst);
     let bus = Bus::with_transport(faulty.clone());
     let mut service = bus.service("held");
-    service.on(PING, |_: Probe, _| async { Ok::<_, Infallible>(()) });
+    service.on(PING, |_: Probe, _| async { Ok(()) });
     let running = service.start().await.unwrap();
     publish_undecodable(&bus).await;
     // A minute of refusals: held all along, not requeued and redelivered in a loop.

@@ -174,6 +174,13 @@ impl Incoming {
     }
 
     /// Acknowledges the message: the broker forgets it.
+    ///
+    /// On RabbitMQ a consumer's acknowledgements are coalesced: this returns once the
+    /// acknowledgement is recorded on its channel's ordered path, and the frame (one
+    /// `basic.ack multiple` for a run of handled deliveries) leaves within a few
+    /// milliseconds. One that never leaves (the process dies first) only makes the broker
+    /// deliver the message again. It is an error once the channel recovered since the
+    /// delivery: the broker delivers it again.
     pub async fn ack(self) -> Result<(), ConsumeError> {
         match self.settler {
             Settler::Memory(acker) => acker.ack(),
@@ -184,7 +191,8 @@ impl Incoming {
     }
 
     /// Rejects the message; with `requeue` the broker delivers it again, otherwise it is
-    /// dead-lettered by the queue's policy or dropped.
+    /// dead-lettered by the queue's policy or dropped. On RabbitMQ it takes the same ordered
+    /// path as [`Incoming::ack`], as a frame of its own.
     pub async fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
         match self.settler {
             Settler::Memory(acker) => acker.reject(requeue),

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_manager::service::dead_letter_queue_name;
 use event_manager_examples::services;
 
 use crate::broker;
@@ -59,7 +58,7 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     let taken = scope
         .drain(
             &reader,
-            &dead_letter_queue_name(&queue),
+            &compat::dead_letter_queue(&bus, billing.queue()),
             Drain::by_message_id(&tally.dead),
         )
         .await?;

@@ -65,7 +65,7 @@ impl Case {
         };
         properties.headers.insert(PAD, "p".repeat(self.pad));
         Message {
-            exchange: bus.exchange_name(ORDER).into(),
+            exchange: bus.topology().exchange_name(ORDER).into(),
             routing_key: SUBMIT_KEY.into(),
             body,
             properties,

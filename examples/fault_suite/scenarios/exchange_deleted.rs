@@ -26,16 +26,15 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     let publisher = scope.bus().await?;
     let mut service = scope.service(&consumer);
     service.on(Order::SUBMIT, record(&tally.handled));
-    compat::topology_check(&mut service, Duration::from_millis(500));
+    compat::topology_refresh(&mut service, Duration::from_millis(500));
     let running = service.start().await.ctx("starting the service")?;
 
     let publishing = Paced::start(&scope, &tally, &publisher, PERIOD, Duration::from_secs(30));
     let began = scope.elapsed();
     tokio::time::sleep(DELETE_AFTER).await;
     let deleted_at = scope.elapsed();
-    publisher
-        .transport()
-        .delete_exchange(&publisher.exchange_name(ORDER))
+    event_manager::testing::transport(&publisher)
+        .delete_exchange(&publisher.topology().exchange_name(ORDER))
         .await
         .ctx("deleting the exchange")?;
     tokio::time::sleep(RUN.saturating_sub(scope.elapsed() - began)).await;

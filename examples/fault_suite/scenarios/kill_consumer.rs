@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_manager::service::dead_letter_queue_name;
 use event_manager_examples::services;
 
 use crate::children::Child;
@@ -65,7 +64,11 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     drain.key = order_id;
     drain.quiet = Duration::from_secs(1);
     let dead_letters = scope
-        .drain(&reader, &dead_letter_queue_name(&queue), drain)
+        .drain(
+            &reader,
+            &compat::dead_letter_queue(&bus, billing.queue()),
+            drain,
+        )
         .await
         .unwrap_or(0);
 

@@ -46,7 +46,10 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
             (id.clone(), submit(&publisher, &id, i))
         })
         .await;
-    let ready = consumer.transport().queue_len(&queue).await.unwrap_or(0);
+    let ready = event_manager::testing::transport(&consumer)
+        .queue_len(&queue)
+        .await
+        .unwrap_or(0);
 
     let outage_began = Instant::now();
     scope.broker.stop_app().await?;
@@ -111,8 +114,8 @@ fn slow_service(
             if pause {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            handled.insert(delivery.message_id());
-            Ok::<_, std::convert::Infallible>(())
+            handled.insert(delivery.message_id().unwrap_or_default());
+            Ok(())
         }
     });
     service

@@ -91,11 +91,11 @@ fn failing_once(scope: &Scope, bus: &Bus, tally: &Tally, failed: &Ids) -> Servic
     service.on(Order::SUBMIT, move |_order: Order, delivery: Delivery| {
         let (handled, failed) = (handled.clone(), failed.clone());
         async move {
-            if failed.insert(delivery.message_id()) {
+            if failed.insert(delivery.message_id().unwrap_or_default()) {
                 return Err(HandlerError::retry("fails once, on purpose"));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
-            handled.insert(delivery.message_id());
+            handled.insert(delivery.message_id().unwrap_or_default());
             Ok(())
         }
     });

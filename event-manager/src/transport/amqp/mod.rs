@@ -9,9 +9,11 @@
 //!   up (no zombie consumer, no publish waiting forever);
 //! * `publisher`: one task owning the confirm-mode channel; re-sends after recovery with the
 //!   same message id; `confirms` pairs each confirm with its own returned message;
-//! * `subscription`: deliveries and their settlement;
+//! * `subscription`: deliveries and the end of a subscription; `acks`: their settlement,
+//!   coalesced into `basic.ack multiple` frames on one ordered path per channel;
 //! * `convert`: properties, headers, queue arguments and broker refusals.
 
+mod acks;
 mod confirms;
 pub(crate) mod connect;
 mod convert;
@@ -129,7 +131,7 @@ impl AmqpTransport {
         &self.url
     }
 
-    fn check_alive(&self, entity: &Entity) -> Result<(), TopologyError> {
+    fn ensure_alive(&self, entity: &Entity) -> Result<(), TopologyError> {
         match self.health.borrow().failure() {
             Some(detail) => Err(TopologyError::Connection {
                 entity: entity.clone(),
@@ -151,7 +153,7 @@ impl AmqpTransport {
     where
         Fut: std::future::Future<Output = Result<T, lapin::Error>>,
     {
-        self.check_alive(&entity)?;
+        self.ensure_alive(&entity)?;
         let deadline = self.options.confirm_timeout;
         let run = async {
             let mut channel = self.topology.lock().await;
@@ -287,7 +289,7 @@ impl Transport for AmqpTransport {
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, ConsumeError> {
         let entity = Entity::Queue(queue.to_owned());
-        self.check_alive(&entity)?;
+        self.ensure_alive(&entity)?;
         let fail = |e: lapin::Error| ConsumeError::Connection {
             queue: queue.to_owned(),
             detail: e.to_string(),
@@ -326,6 +328,7 @@ impl Transport for AmqpTransport {
         Ok(Box::new(AmqpSubscription::new(
             channel,
             consumer,
+            prefetch,
             self.health.clone(),
         )))
     }

@@ -1,8 +1,13 @@
 //! The publisher: one confirm-mode channel, owned by one task.
 //!
 //! Callers hand their message to the task and await its answer. The task publishes with
-//! `mandatory`, keeps up to the window of confirms in flight ([`Confirms`] pairs each with
-//! its own returned message), and keeps every message until its fate is known:
+//! `mandatory`, keeps up to the window of publishes in flight ([`Confirms`] pairs each
+//! confirm with its own returned message), and keeps every message until its fate is known.
+//! It does not wait for one publish to be written before starting the next: lapin queues a
+//! publish's frames (and numbers its confirm) when its future is first polled, so the task
+//! starts each publish in turn and collects the confirms as the writes complete; many
+//! publishes cost one wake-up of the task, not one each.
+//!
 //!
 //! * confirmed and routed → `Ok`; came back → [`PublishError::Unroutable`]; negative
 //!   confirm → [`PublishError::Nacked`];
@@ -14,14 +19,18 @@
 //!   given up → [`PublishError::Connection`]. Never an unbounded wait.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Channel, Connection};
+use lapin::{Channel, Connection, PublisherConfirm};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::confirms::{Confirms, Decision};
 use super::connect::Health;
@@ -89,12 +98,15 @@ impl Publisher {
         let task = Task {
             connection,
             channel,
+            writing: FuturesUnordered::new(),
             confirms: Confirms::new(),
             resend: VecDeque::new(),
             recovering: None,
             health,
             window,
             confirm_timeout,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer_at: None,
         };
         let health = task.health.clone();
         tokio::spawn(task.run(receiver));
@@ -147,10 +159,24 @@ impl Publisher {
     }
 }
 
+/// How the write of a publish ended: its confirm to wait for, or why there is none.
+type Written = Result<PublisherConfirm, WriteFailure>;
+
+enum WriteFailure {
+    /// The channel or connection failed.
+    Failed(lapin::Error),
+    /// Not written by the message's deadline (a blocked connection).
+    TimedOut,
+}
+
+/// A publish being written, handing its message back with the outcome.
+type Writing = Pin<Box<dyn Future<Output = (Pending, Written)> + Send>>;
+
 /// What woke the task.
 enum Event {
     HealthChanged,
     Decided(Vec<(Pending, Decision)>),
+    Written(Box<Pending>, Written),
     Recovered(Result<Option<Channel>, String>),
     Request(Option<Box<Pending>>),
     Deadline,
@@ -159,6 +185,8 @@ enum Event {
 struct Task {
     connection: Arc<Connection>,
     channel: Channel,
+    /// Publishes started and not yet written (their frames are queued in lapin).
+    writing: FuturesUnordered<Writing>,
     confirms: Confirms<Pending>,
     /// Messages a failure interrupted, to send again once the channel works.
     resend: VecDeque<Pending>,
@@ -167,6 +195,10 @@ struct Task {
     health: watch::Receiver<Health>,
     window: usize,
     confirm_timeout: Duration,
+    /// The timer of the earliest deadline, kept across events (re-armed, not re-created).
+    timer: Pin<Box<Sleep>>,
+    /// What `timer` is set to.
+    timer_at: Option<Instant>,
 }
 
 impl Task {
@@ -177,7 +209,7 @@ impl Task {
                 self.fail_everything(&reason, &mut requests);
                 return;
             }
-            self.send_again().await;
+            self.send_again();
             let event = self.next_event(&mut requests).await;
             match event {
                 Event::HealthChanged => {}
@@ -186,6 +218,7 @@ impl Task {
                         self.settle(pending, decision);
                     }
                 }
+                Event::Written(pending, written) => self.written(*pending, written),
                 Event::Recovered(Ok(channel)) => {
                     if let Some(channel) = channel {
                         self.channel = channel;
@@ -197,22 +230,47 @@ impl Task {
                     self.fail_everything(&reason, &mut requests);
                     return;
                 }
-                Event::Request(Some(pending)) => self.send(*pending).await,
+                Event::Request(Some(pending)) => {
+                    self.send(*pending);
+                    // Start whatever else is waiting, in one go.
+                    while self.can_take() {
+                        match requests.try_recv() {
+                            Ok(pending) => self.send(pending),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Event::Request(None) => return,
                 Event::Deadline => self.expire(),
             }
         }
     }
 
+    /// Publishes started and not decided yet.
+    fn in_flight(&self) -> usize {
+        self.confirms.len() + self.writing.len()
+    }
+
+    /// Whether a new request can be started now.
+    fn can_take(&self) -> bool {
+        self.recovering.is_none() && self.resend.is_empty() && self.in_flight() < self.window
+    }
+
     async fn next_event(&mut self, requests: &mut mpsc::Receiver<Pending>) -> Event {
-        let can_take = self.recovering.is_none()
-            && self.resend.is_empty()
-            && self.confirms.len() < self.window;
+        let can_take = self.can_take();
         let deadline = self.next_deadline();
+        if let Some(at) = deadline
+            && self.timer_at != Some(at)
+        {
+            self.timer.as_mut().reset(at);
+            self.timer_at = Some(at);
+        }
         let Self {
             confirms,
+            writing,
             recovering,
             health,
+            timer,
             ..
         } = self;
         tokio::select! {
@@ -225,6 +283,9 @@ impl Task {
             decided = std::future::poll_fn(|cx| confirms.poll_decided(cx, |p| &p.message)) => {
                 Event::Decided(decided)
             }
+            Some((pending, written)) = writing.next(), if !writing.is_empty() => {
+                Event::Written(Box::new(pending), written)
+            }
             result = async {
                 match recovering.as_mut() {
                     Some(recovery) => recovery.await,
@@ -235,9 +296,7 @@ impl Task {
                 Event::Recovered(result)
             }
             request = requests.recv(), if can_take => Event::Request(request.map(Box::new)),
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                Event::Deadline
-            }
+            () = timer.as_mut(), if deadline.is_some() => Event::Deadline,
         }
     }
 
@@ -250,16 +309,18 @@ impl Task {
     }
 
     /// Sends what a failure interrupted, once the channel is usable again.
-    async fn send_again(&mut self) {
-        while self.recovering.is_none() && self.confirms.len() < self.window {
+    fn send_again(&mut self) {
+        while self.recovering.is_none() && self.in_flight() < self.window {
             let Some(pending) = self.resend.pop_front() else {
                 return;
             };
-            self.send(pending).await;
+            self.send(pending);
         }
     }
 
-    async fn send(&mut self, mut pending: Pending) {
+    /// Starts the publish of `pending`: its frames are queued in lapin before this returns,
+    /// so publishes leave in the order they were started.
+    fn send(&mut self, mut pending: Pending) {
         if Instant::now() >= pending.deadline {
             let error = pending.timeout(self.confirm_timeout);
             pending.answer(Err(error));
@@ -280,25 +341,44 @@ impl Task {
             return;
         }
         pending.sends += 1;
-        let message = &pending.message;
-        let publish = self.channel.basic_publish(
-            short(&message.exchange),
-            short(&message.routing_key),
-            BasicPublishOptions {
-                mandatory: true,
-                immediate: false,
-            },
-            &message.body,
-            to_amqp(&message.properties),
-        );
-        // A blocked connection (memory or disk alarm) sends nothing: bound the wait.
-        match tokio::time::timeout_at(pending.deadline, publish).await {
-            Ok(Ok(confirm)) => {
+        let channel = self.channel.clone();
+        let mut writing: Writing = Box::pin(async move {
+            let message = &pending.message;
+            let publish = channel.basic_publish(
+                short(&message.exchange),
+                short(&message.routing_key),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                &message.body,
+                to_amqp(&message.properties),
+            );
+            // A blocked connection (memory or disk alarm) sends nothing: bound the wait.
+            let written = match tokio::time::timeout_at(pending.deadline, publish).await {
+                Ok(Ok(confirm)) => Ok(confirm),
+                Ok(Err(error)) => Err(WriteFailure::Failed(error)),
+                Err(_) => Err(WriteFailure::TimedOut),
+            };
+            (pending, written)
+        });
+        // The first poll queues the frames; the task's own poll of `writing` follows.
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        match writing.as_mut().poll(&mut cx) {
+            Poll::Ready((pending, written)) => self.written(pending, written),
+            Poll::Pending => self.writing.push(writing),
+        }
+    }
+
+    /// A publish was written (or could not be): wait for its confirm, or decide it.
+    fn written(&mut self, pending: Pending, written: Written) {
+        match written {
+            Ok(confirm) => {
                 let deadline = pending.deadline;
                 self.confirms.insert(pending, deadline, confirm);
             }
-            Ok(Err(error)) => self.interrupted(pending, error),
-            Err(_) => {
+            Err(WriteFailure::Failed(error)) => self.interrupted(pending, error),
+            Err(WriteFailure::TimedOut) => {
                 let error = pending.timeout(self.confirm_timeout);
                 pending.answer(Err(error));
             }
@@ -389,6 +469,9 @@ impl Task {
 
     fn fail_everything(&mut self, reason: &str, requests: &mut mpsc::Receiver<Pending>) {
         requests.close();
+        // Publishes still being written are dropped with their messages: their callers are
+        // told the publisher stopped.
+        self.writing = FuturesUnordered::new();
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let mut all: Vec<Pending> = self.confirms.expire(far);
         all.extend(self.resend.drain(..));

@@ -4,6 +4,9 @@
 //! is resumed once the channel recovered. The subscription ends, for good, when the queue is
 //! gone (the broker cancelled the consumer), when the channel cannot recover, or when the
 //! connection watchdog gives the connection up; [`Subscription::end_reason`] says which.
+//!
+//! Deliveries of a subscription are settled through its channel's [`AckPath`]: coalesced
+//! into `basic.ack multiple` frames, in order (see [`super::acks`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicRejectOptions};
 use tokio::sync::watch;
 
+use super::acks::{AckPath, Ticket};
 use super::connect::Health;
 use super::convert::from_amqp;
 use crate::error::ConsumeError;
@@ -27,26 +31,31 @@ use crate::transport::{Incoming, Settler, Subscription};
 /// How long `basic.cancel` may take (it cannot leave while the connection is blocked).
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A lapin delivery as the crate's [`Incoming`].
-pub(super) fn incoming(delivery: Delivery) -> Incoming {
-    let message = Message {
+fn message(delivery: &mut Delivery) -> Arc<Message> {
+    Arc::new(Message {
         exchange: delivery.exchange.as_str().to_owned().into(),
         routing_key: delivery.routing_key.as_str().to_owned().into(),
-        body: delivery.data.into(),
+        body: std::mem::take(&mut delivery.data).into(),
         properties: from_amqp(&delivery.properties),
-    };
+    })
+}
+
+/// A delivery of `basic.get` as the crate's [`Incoming`], settled on its own.
+pub(super) fn incoming(mut delivery: Delivery) -> Incoming {
+    let message = message(&mut delivery);
     Incoming::with_settler(
-        Arc::new(message),
+        message,
         delivery.redelivered,
-        Settler::Amqp(AmqpAcker {
-            acker: delivery.acker,
-        }),
+        Settler::Amqp(AmqpAcker::Single(delivery.acker)),
     )
 }
 
 /// Settles one delivery on its channel.
-pub(crate) struct AmqpAcker {
-    acker: lapin::Acker,
+pub(crate) enum AmqpAcker {
+    /// A `basic.get` delivery: settled on its own through lapin.
+    Single(lapin::Acker),
+    /// A consumer's delivery: settled through its channel's ordered [`AckPath`].
+    Coalesced(Ticket),
 }
 
 fn settle_result(result: Result<bool, lapin::Error>) -> Result<(), ConsumeError> {
@@ -67,20 +76,31 @@ fn settle_result(result: Result<bool, lapin::Error>) -> Result<(), ConsumeError>
 }
 
 impl AmqpAcker {
-    /// Acknowledges the delivery.
+    /// Acknowledges the delivery. A consumer's delivery is acknowledged once the ack is on
+    /// its channel's ordered path; the frame leaves within a few milliseconds.
     pub(crate) async fn ack(self) -> Result<(), ConsumeError> {
-        settle_result(self.acker.ack(BasicAckOptions::default()).await)
+        match self {
+            Self::Single(acker) => settle_result(acker.ack(BasicAckOptions::default()).await),
+            Self::Coalesced(ticket) => ticket.ack(),
+        }
     }
 
     /// Rejects the delivery, requeueing it or not.
     pub(crate) async fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
-        settle_result(self.acker.reject(BasicRejectOptions { requeue }).await)
+        match self {
+            Self::Single(acker) => {
+                settle_result(acker.reject(BasicRejectOptions { requeue }).await)
+            }
+            Self::Coalesced(ticket) => ticket.reject(requeue),
+        }
     }
 }
 
 pub(super) struct AmqpSubscription {
     channel: Channel,
     consumer: lapin::Consumer,
+    /// Where the deliveries are settled.
+    acks: Arc<AckPath>,
     /// Resolves with the reason once the watchdog gives the connection up.
     dead: BoxFuture<'static, String>,
     /// Waiting for the channel to recover after the consumer was interrupted.
@@ -93,6 +113,7 @@ impl AmqpSubscription {
     pub(super) fn new(
         channel: Channel,
         consumer: lapin::Consumer,
+        prefetch: u16,
         mut health: watch::Receiver<Health>,
     ) -> Self {
         let dead = Box::pin(async move {
@@ -102,6 +123,7 @@ impl AmqpSubscription {
             }
         });
         Self {
+            acks: AckPath::start(channel.clone(), prefetch),
             channel,
             consumer,
             dead,
@@ -154,7 +176,15 @@ impl Subscription for AmqpSubscription {
                             .to_owned(),
                     );
                 }
-                Some(Ok(delivery)) => return Poll::Ready(Some(incoming(delivery))),
+                Some(Ok(mut delivery)) => {
+                    let ticket = self.acks.register(delivery.delivery_tag, &delivery.acker);
+                    let message = message(&mut delivery);
+                    return Poll::Ready(Some(Incoming::with_settler(
+                        message,
+                        delivery.redelivered,
+                        Settler::Amqp(AmqpAcker::Coalesced(ticket)),
+                    )));
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer interrupted; waiting for recovery");
                     self.recovering = Some(self.recover(e));

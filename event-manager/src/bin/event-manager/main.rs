@@ -4,9 +4,16 @@
 //!   compares two versions of one contract schema.
 //! * `event-manager compat-dir OLD_DIR NEW_DIR [--mode M]` is the CI gate over two schema
 //!   directories.
+//! * `event-manager queues list|dead-letters|replay|delete --service NAME [--namespace NS]
+//!   [--url URL] [--retry-delays 1s,5s,30s,2m]` manages the queues of one service on the
+//!   broker (built with the `runtime` feature; see `event-manager queues --help`).
 //!
-//! Exit status: 0 when every version bump is sufficient, 1 when one is not, 2 when the input
-//! cannot be read (bad path, invalid JSON, missing or invalid version, bad arguments).
+//! Exit status of `compat` and `compat-dir`: 0 when every version bump is sufficient, 1 when
+//! one is not, 2 when the input cannot be read (bad path, invalid JSON, missing or invalid
+//! version, bad arguments).
+//!
+//! Exit status of `queues`: 0 on success, 1 on an operational failure (broker unreachable,
+//! queue missing), 2 on a usage error.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -64,6 +71,16 @@ enum Command {
         /// Compatibility required: backward, forward or full.
         #[arg(long, default_value_t = Mode::Full, value_name = "MODE")]
         mode: Mode,
+    },
+    /// Manage the queues of one service on the broker: list, dead letters, replay, delete.
+    ///
+    /// The broker URL comes from --url or the AMQP_URL environment variable. Exits 0 on
+    /// success, 1 on an operational failure (broker unreachable, queue missing), 2 on a usage
+    /// error.
+    #[cfg(feature = "runtime")]
+    Queues {
+        #[command(subcommand)]
+        command: queues::QueuesCommand,
     },
 }
 
@@ -140,5 +157,12 @@ fn main() -> ExitCode {
             new_dir,
             mode,
         } => compat_dir(&old_dir, &new_dir, mode),
+        #[cfg(feature = "runtime")]
+        Command::Queues { command } => queues::run(command),
     }
 }
+
+/// `event-manager queues …`: the queues of one service on the broker, through
+/// [`ServiceQueues`](event_manager::topology::ServiceQueues).
+#[cfg(feature = "runtime")]
+mod queues;

@@ -1,5 +1,5 @@
-//! Settling a handled message: acknowledge it, or first move it to a wait queue (retry) or to
-//! the dead-letter queue, and acknowledge it only once the broker confirmed the move.
+//! The outcome of a handled message, applied: acknowledge it, or first move it to a wait queue
+//! (retry) or to the dead-letter queue, and acknowledge it only once the broker confirmed the move.
 //!
 //! A move that fails never loses the message and never turns into a hot loop:
 //!
@@ -7,7 +7,7 @@
 //!   again and the move retried at once;
 //! * the headers no longer fit in one AMQP frame (the message arrived close to the broker's
 //!   frame limit and the forwarding headers pushed it over): the largest headers that are
-//!   not part of the wire contract are left out, named in `x-dropped-headers`, and the move
+//!   not part of the wire contract are left out, named in `dropped-headers`, and the move
 //!   retried;
 //! * any other failure (a negative confirm, e.g. from a full dead-letter queue with
 //!   `x-overflow: reject-publish`; a confirm timeout; a lost connection): the delivery stays
@@ -31,8 +31,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// From this many failed tries of one move on, each failure is logged at error level.
 const LOUD_AFTER: u32 = 3;
 
-/// Settles `incoming` according to `outcome`.
-pub(super) async fn settle(
+/// Applies the `outcome` of handling `incoming`: acknowledges it, or moves it to a wait or
+/// dead-letter queue and acknowledges it once the broker confirmed the move.
+pub(super) async fn apply(
     shared: &Shared,
     incoming: Incoming,
     message: &Message,
@@ -41,11 +42,7 @@ pub(super) async fn settle(
 ) {
     let forward = match outcome {
         Outcome::Handled => None,
-        Outcome::Retry(reason) => match shared
-            .topology
-            .retry
-            .delay_before(attempt.saturating_add(1))
-        {
+        Outcome::Retry(reason) => match shared.retry.delay_before(attempt.saturating_add(1)) {
             Some(delay) => {
                 tracing::info!(attempt, ?delay, %reason, "callback failed; will retry");
                 let wait = shared.topology.wait_queue(delay);
@@ -91,8 +88,8 @@ fn dead_letter(
 ) -> Message {
     envelope::to_dead_letter(
         message,
-        &shared.topology.dead_letter_queue,
-        &shared.topology.queue,
+        shared.topology.dead_letter_queue(),
+        shared.topology.queue(),
         attempts,
         kind,
         reason,
@@ -108,13 +105,7 @@ async fn move_message(shared: &Shared, mut forward: Message) -> bool {
     let mut failures: u32 = 0;
     let mut redeclared = false;
     loop {
-        let error = match shared
-            .topology
-            .bus
-            .transport()
-            .publish(forward.clone())
-            .await
-        {
+        let error = match shared.topology.forward(forward.clone()).await {
             Ok(()) => return true,
             Err(error) => error,
         };
@@ -157,7 +148,7 @@ fn log_failure(
         .unwrap_or("(no id)");
     let target = &forward.routing_key;
     let error = ConsumeError::Forward {
-        queue: shared.topology.queue.clone(),
+        queue: shared.topology.queue().to_owned(),
         source: Box::new(source),
     };
     if failures >= LOUD_AFTER {

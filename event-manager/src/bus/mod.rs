@@ -1,5 +1,5 @@
 //! The [`Bus`]: a handle on one broker connection, used to publish events and to build
-//! consuming [`Service`]s.
+//! consuming [`Service`](crate::Service)s.
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -10,10 +10,15 @@ use crate::contract::{Event, EventDef, Exchange};
 use crate::envelope::{self, Origin};
 use crate::error::{ConnectError, PublishError, TopologyError};
 use crate::registry;
-use crate::service::Service;
+
+mod unroutable;
+mod versions;
+
 #[cfg(feature = "amqp")]
 use crate::transport::{AmqpOptions, AmqpTransport, TlsOptions};
 use crate::transport::{InMemoryBroker, Transport};
+pub use unroutable::Unroutable;
+pub use versions::VersionedPublish;
 
 /// The scheme of a broker URL: `amqp` for `amqp://…`.
 fn scheme(url: &str) -> &str {
@@ -64,7 +69,7 @@ pub const AMQP_CA_FILE_ENV: &str = "AMQP_CA_FILE";
 /// billing.bind(ORDER, "order.*.submit")?;
 /// billing.on(Order::SUBMIT, |order: Order, _ctx| async move {
 ///     println!("charging order {}", order.id);
-///     Ok::<_, std::convert::Infallible>(())
+///     Ok(())
 /// });
 /// let running = billing.start().await?;
 ///
@@ -85,6 +90,8 @@ struct BusInner {
     /// Exchanges declared through this bus; a bus publishes to a handful, so a list is the
     /// fastest lookup.
     declared: RwLock<Vec<&'static str>>,
+    /// The unroutable policy per routing key, where it is not [`Unroutable::Error`].
+    unroutable: unroutable::Policies,
 }
 
 impl std::fmt::Debug for Bus {
@@ -104,73 +111,13 @@ pub struct PublishOptions {
     pub message_id: Option<String>,
     /// A W3C `traceparent` to carry in the headers.
     pub traceparent: Option<String>,
-}
-
-/// A publish of one event in several major versions, built by [`Bus::publish_versions`].
-#[derive(Debug)]
-pub struct VersionedPublish<'b> {
-    bus: &'b Bus,
-    copies: Vec<(crate::contract::EventContract, crate::message::Message)>,
-}
-
-impl VersionedPublish<'_> {
-    /// Adds the copy of the event as `event`.
-    pub fn version<T: Event>(
-        mut self,
-        event: EventDef<T>,
-        payload: &T,
-    ) -> Result<Self, PublishError> {
-        let contract = *event.contract();
-        let mut message = envelope::encode_with(&contract, payload, &self.bus.origin())?;
-        message.exchange = Cow::Owned(self.bus.exchange_name(contract.exchange()));
-        self.copies.push((contract, message));
-        Ok(self)
-    }
-
-    /// Publishes every copy at once and returns when the broker confirmed all of them. On an
-    /// error some copies may have been published: sending again re-sends all of them with a
-    /// new message id unless the caller passes the same payloads, so handlers should be
-    /// idempotent (at-least-once). A copy whose exchange was deleted behind the bus's back is
-    /// sent once more after the exchange is declared again, as [`Bus::publish`] does.
-    pub async fn send(self) -> Result<Vec<Published>, PublishError> {
-        let (contracts, mut messages): (Vec<_>, Vec<_>) = self.copies.into_iter().unzip();
-        envelope::link_copies(&mut messages);
-        for contract in &contracts {
-            self.bus.declare_exchange(contract.exchange()).await?;
-        }
-        let published = contracts
-            .iter()
-            .zip(&messages)
-            .map(|(c, m)| Published {
-                message_id: m.properties.message_id.clone().unwrap_or_default(),
-                routing_key: c.routing_key(),
-            })
-            .collect();
-        let transport = self.bus.transport();
-        // Kept for a second send of the copies whose exchange turns out to be gone: rare,
-        // and a migration's dual publish is not the hot path.
-        let kept = messages.clone();
-        let results =
-            futures_util::future::join_all(messages.into_iter().map(|m| transport.publish(m)))
-                .await;
-        let mut again = Vec::new();
-        for ((contract, message), result) in contracts.iter().zip(kept).zip(results) {
-            match result {
-                Ok(()) => {}
-                Err(error) if exchange_missing(&error) => {
-                    self.bus.redeclare_exchange(contract.exchange()).await?;
-                    again.push(message);
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        futures_util::future::try_join_all(again.into_iter().map(|m| transport.publish(m))).await?;
-        Ok(published)
-    }
+    /// What to do when no queue is bound to receive the event; when `None`, the policy
+    /// of the bus for the event ([`Bus::with_unroutable`]), by default [`Unroutable::Error`].
+    pub unroutable: Option<Unroutable>,
 }
 
 /// Whether a publish failed because its exchange does not exist (deleted from outside).
-fn exchange_missing(error: &PublishError) -> bool {
+pub(super) fn exchange_missing(error: &PublishError) -> bool {
     matches!(
         error,
         PublishError::Topology(TopologyError::NotFound { .. })
@@ -184,6 +131,9 @@ pub struct Published {
     pub message_id: String,
     /// The routing key it was published with.
     pub routing_key: &'static str,
+    /// Whether a queue received it; `false` only under [`Unroutable::Log`] or
+    /// [`Unroutable::Ignore`], when no queue is bound for it.
+    pub routed: bool,
 }
 
 /// The executable's name, looked up once per process.
@@ -200,13 +150,19 @@ fn default_app_id() -> Cow<'static, str> {
 impl Bus {
     /// A bus over `transport`.
     pub fn with_transport(transport: impl Transport) -> Self {
-        Self::from_arc(Arc::new(transport), default_app_id(), None)
+        Self::from_arc(
+            Arc::new(transport),
+            default_app_id(),
+            None,
+            unroutable::Policies::default(),
+        )
     }
 
     fn from_arc(
         transport: Arc<dyn Transport>,
         app_id: Cow<'static, str>,
         namespace: Option<String>,
+        unroutable: unroutable::Policies,
     ) -> Self {
         Self {
             inner: Arc::new(BusInner {
@@ -214,6 +170,7 @@ impl Bus {
                 app_id,
                 namespace,
                 declared: RwLock::new(Vec::new()),
+                unroutable,
             }),
         }
     }
@@ -299,6 +256,7 @@ impl Bus {
             self.inner.transport.clone(),
             app_id.into(),
             self.inner.namespace.clone(),
+            self.inner.unroutable.clone(),
         )
     }
 
@@ -310,33 +268,71 @@ impl Bus {
     /// tests, or tenants sharing one broker, run the same contracts and services side by side
     /// without seeing each other's events.
     ///
-    /// Service names stay logical: [`Bus::service`], [`Service::queue`],
-    /// [`replay_dead_letters`](crate::replay_dead_letters) and
-    /// [`delete_service_queues`](crate::service::delete_service_queues) take the name without
-    /// the namespace; [`Bus::queue_name`] and [`Bus::exchange_name`] give the broker-side
-    /// names, for use with the [`Transport`] directly.
+    /// Service names stay logical: [`Bus::service`](crate::Bus::service) and
+    /// [`Service::queue`](crate::Service::queue) take the name without the namespace;
+    /// [`Bus::topology`](crate::Bus::topology) gives the broker-side names.
     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self {
         Self::from_arc(
             self.inner.transport.clone(),
             self.inner.app_id.clone(),
             Some(namespace.into()),
+            self.inner.unroutable.clone(),
         )
     }
 
-    /// The broker-side name of `exchange` on this bus (see [`Bus::with_namespace`]).
-    pub fn exchange_name(&self, exchange: Exchange) -> String {
+    /// The same connection, publishing `event` under the `policy` for when no queue is bound
+    /// to receive it; the default for every event is [`Unroutable::Error`]. Applies to every
+    /// publish of `event` through the returned bus, the generated `order.submit(&bus)`
+    /// included, unless a publish chooses its own ([`PublishOptions::unroutable`]).
+    ///
+    /// ```standalone_crate
+    /// use event_manager::{Bus, Event, Exchange, Unroutable};
+    /// use schemars::JsonSchema;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// pub const INVENTORY: Exchange = Exchange::topic("inventory");
+    ///
+    /// /// Stock reserved for an order: new, nobody consumes it yet.
+    /// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+    /// #[event(exchange = INVENTORY, version = "1.0.0", events(reserved))]
+    /// pub struct Reservation { pub order: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::in_memory().with_unroutable(Reservation::RESERVED, Unroutable::Log);
+    /// let published = Reservation { order: 7 }.reserved(&bus).await?;
+    /// assert!(!published.routed);
+    /// assert_eq!(bus.unroutable_count(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_unroutable<T>(&self, event: EventDef<T>, policy: Unroutable) -> Self {
+        Self::from_arc(
+            self.inner.transport.clone(),
+            self.inner.app_id.clone(),
+            self.inner.namespace.clone(),
+            self.inner.unroutable.with(event.routing_key(), policy),
+        )
+    }
+
+    /// How many publishes through this connection found no queue and were let through by
+    /// [`Unroutable::Log`] or [`Unroutable::Ignore`].
+    pub fn unroutable_count(&self) -> u64 {
+        self.inner.unroutable.count()
+    }
+
+    /// The broker-side name of `exchange` on this bus.
+    pub(crate) fn exchange_name(&self, exchange: Exchange) -> String {
         self.namespaced(exchange.name())
     }
 
-    /// The broker-side name of the service queue `queue` on this bus, as given to
-    /// [`Bus::service`] (see [`Bus::with_namespace`]). Its wait and dead-letter queues are
-    /// named after this name ([`dead_letter_queue_name`](crate::service::dead_letter_queue_name)).
-    pub fn queue_name(&self, queue: &str) -> String {
+    /// The broker-side name of the service queue `queue` on this bus.
+    pub(crate) fn queue_name(&self, queue: &str) -> String {
         self.namespaced(queue)
     }
 
-    /// `name` with the namespace prefix of this bus: the one place that names things on the
-    /// broker.
+    /// `name` with the namespace prefix and a dot, or `name` itself without a namespace: the
+    /// one place that names things on the broker.
     fn namespaced(&self, name: &str) -> String {
         match &self.inner.namespace {
             Some(ns) => format!("{ns}.{name}"),
@@ -349,13 +345,19 @@ impl Bus {
         &self.inner.app_id
     }
 
-    /// The transport underneath, for topology management and tests.
-    pub fn transport(&self) -> &Arc<dyn Transport> {
+    /// The transport underneath.
+    pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
         &self.inner.transport
     }
 
+    /// Publishes a message the crate built (a retry, a dead letter, a replay), addressed
+    /// through the default exchange, and returns once the broker confirmed it.
+    pub(crate) async fn send(&self, message: crate::message::Message) -> Result<(), PublishError> {
+        self.inner.transport.publish(message).await
+    }
+
     /// Declares `exchange` once per bus.
-    pub async fn declare_exchange(&self, exchange: Exchange) -> Result<(), TopologyError> {
+    pub(crate) async fn declare_exchange(&self, exchange: Exchange) -> Result<(), TopologyError> {
         let known = self
             .inner
             .declared
@@ -399,7 +401,8 @@ impl Bus {
     /// The exchange is declared on first use. When the broker says the exchange does not exist
     /// (it was deleted from outside since), it is declared again and the event re-published
     /// once, with the same message id. Fails with [`PublishError::Unroutable`] when no queue is
-    /// bound to receive the event.
+    /// bound to receive the event, unless the event's [`Unroutable`] policy on this bus says
+    /// otherwise ([`Bus::with_unroutable`]).
     pub async fn publish<T: Event>(
         &self,
         event: EventDef<T>,
@@ -426,18 +429,21 @@ impl Bus {
             self.declare_exchange(contract.exchange()).await?;
             let message = self.encode(contract, payload, options, None)?;
             let message_id = message.properties.message_id.clone().unwrap_or_default();
-            match self.inner.transport.publish(message).await {
+            let result = match self.inner.transport.publish(message).await {
                 Err(error) if exchange_missing(&error) => {
                     tracing::warn!(%error, "the exchange is gone; declaring it again and re-publishing");
                     self.redeclare_exchange(contract.exchange()).await?;
                     let again = self.encode(contract, payload, options, Some(&message_id))?;
-                    self.inner.transport.publish(again).await?;
+                    self.inner.transport.publish(again).await
                 }
-                result => result?,
-            }
+                result => result,
+            };
+            let policy = self.inner.unroutable.of(contract, options.unroutable);
+            let routed = self.inner.unroutable.apply(policy, result)?;
             Ok(Published {
                 message_id,
                 routing_key: contract.routing_key(),
+                routed,
             })
         }
         .instrument(span)
@@ -446,7 +452,7 @@ impl Bus {
 
     /// Starts a publish of one logical event in several major versions at once, for a
     /// migration: every copy shares one message id, lists the others in the
-    /// `x-published-as` header, and [`VersionedPublish::send`] returns once the broker
+    /// `published-as` header, and [`VersionedPublish::send`] returns once the broker
     /// confirmed all of them. A service bound to several copies handles only the highest
     /// major it has a callback for.
     ///
@@ -466,7 +472,7 @@ impl Bus {
     /// # let bus = Bus::in_memory();
     /// # let mut s = bus.service("audit");
     /// # s.bind(ORDER, "order.#")?;
-    /// # s.on(OrderV1::SUBMIT, |_: OrderV1, _| async { Ok::<_, std::convert::Infallible>(()) });
+    /// # s.on(OrderV1::SUBMIT, |_: OrderV1, _| async { Ok(()) });
     /// # s.declare().await?;
     /// let v2 = OrderV2 { id: 1, currency: "EUR".into() };
     /// let v1 = OrderV1 { id: v2.id };
@@ -482,13 +488,10 @@ impl Bus {
     /// # }
     /// ```
     pub fn publish_versions(&self) -> VersionedPublish<'_> {
-        VersionedPublish {
-            bus: self,
-            copies: Vec::new(),
-        }
+        VersionedPublish::new(self)
     }
 
-    fn origin(&self) -> Origin<'_> {
+    pub(crate) fn origin(&self) -> Origin<'_> {
         Origin::new(&self.inner.app_id)
     }
 
@@ -515,14 +518,6 @@ impl Bus {
             message.exchange = Cow::Owned(self.exchange_name(contract.exchange()));
         }
         Ok(message)
-    }
-
-    /// A consuming service reading the durable queue `queue` (e.g. `billing_order`). Several
-    /// processes using the same queue name share its messages; different names each get every
-    /// message (fan-out). On a namespaced bus the queue on the broker is
-    /// `<namespace>.<queue>` ([`Bus::queue_name`]).
-    pub fn service(&self, queue: impl Into<String>) -> Service {
-        Service::new(self.clone(), queue.into())
     }
 
     /// Closes the connection.

@@ -35,31 +35,62 @@ use crate::error::PublishError;
 use crate::message::{Bytes, HeaderValue, Headers, Message, Properties};
 use crate::routing::EventKey;
 
+pub mod celery;
+mod forward;
+
+pub use forward::{DeadLetterKind, UnknownDeadLetterKind};
+#[cfg_attr(not(feature = "runtime"), allow(unused_imports))]
+pub(crate) use forward::{shrink_headers, to_dead_letter, to_replay, to_retry};
+
+/// The prefix the headers of this crate had before 0.2: RabbitMQ treats `x-` headers as its
+/// own (AMQP 1.0 and stream clients see them as message annotations, not application
+/// properties), so they lost it. Readers still accept the old names (`x-event-version`,
+/// `x-attempts`, …) for one major; writers use the new ones.
+pub const LEGACY_HEADER_PREFIX: &str = "x-";
+
+/// The header `name` of the wire contract, or its pre-0.2 `x-` form.
+pub(crate) fn our_header<'h>(headers: &'h Headers, name: &str) -> Option<&'h HeaderValue> {
+    headers.get(name).or_else(|| {
+        headers
+            .iter()
+            .find(|(n, _)| n.strip_prefix(LEGACY_HEADER_PREFIX) == Some(name))
+            .map(|(_, v)| v)
+    })
+}
+
+/// The new name of a header of the wire contract written with its pre-0.2 `x-` prefix.
+fn current_name(name: &str) -> &str {
+    match name.strip_prefix(LEGACY_HEADER_PREFIX) {
+        Some(stripped) if HEADER_NAMES.contains(&stripped) => stripped,
+        _ => name,
+    }
+}
+
 /// The content type of every event body.
 pub const CONTENT_TYPE: &str = "application/json";
 /// Header with the full semver version of the event contract (`1.2.0`).
-pub const VERSION_HEADER: &str = "x-event-version";
+pub const VERSION_HEADER: &str = "event-version";
 /// Header with the number of delivery attempts already made (retries and dead letters).
-pub const ATTEMPTS_HEADER: &str = "x-attempts";
+pub const ATTEMPTS_HEADER: &str = "attempts";
 /// Header with the exchange the event was first published to (retries and dead letters).
-pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
+pub const ORIGINAL_EXCHANGE_HEADER: &str = "original-exchange";
 /// Header with the routing key the event was first published with (retries and dead letters).
-pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "original-routing-key";
 /// Header with why a message was dead-lettered, as text for people.
-pub const DEAD_LETTER_REASON_HEADER: &str = "x-dead-letter-reason";
+pub const DEAD_LETTER_REASON_HEADER: &str = "dead-letter-reason";
 /// Header with why a message was dead-lettered, for programs: a [`DeadLetterKind`].
-pub const DEAD_LETTER_KIND_HEADER: &str = "x-dead-letter-kind";
+pub const DEAD_LETTER_KIND_HEADER: &str = "dead-letter-kind";
 /// Header with when a message was dead-lettered (RFC 3339).
-pub const FAILED_AT_HEADER: &str = "x-failed-at";
+pub const FAILED_AT_HEADER: &str = "failed-at";
 /// Header with the service (queue) that dead-lettered a message.
-pub const SERVICE_HEADER: &str = "x-dead-letter-queue";
+pub const SERVICE_HEADER: &str = "dead-letter-queue";
 /// Header of a dead letter or retry with the per-message TTL (`expiration` property) the
 /// original carried: a dead letter must not expire in its queue, so the property is moved
 /// here, and put back on replay.
-pub const ORIGINAL_EXPIRATION_HEADER: &str = "x-original-expiration";
+pub const ORIGINAL_EXPIRATION_HEADER: &str = "original-expiration";
 /// Header of a dead letter or retry that had to leave out some of the original's headers to
 /// fit in one AMQP frame: their names, comma-separated.
-pub const DROPPED_HEADERS_HEADER: &str = "x-dropped-headers";
+pub const DROPPED_HEADERS_HEADER: &str = "dropped-headers";
 /// The longest dead-letter reason kept; a longer error text is cut.
 pub const MAX_REASON_BYTES: usize = 2048;
 /// W3C trace context header.
@@ -67,7 +98,7 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Header of an event published in several major versions at once (a migration): the
 /// comma-separated routing keys of every copy. A service handles only the copy with the
 /// highest major it has a callback for and acknowledges the others unhandled.
-pub const PUBLISHED_AS_HEADER: &str = "x-published-as";
+pub const PUBLISHED_AS_HEADER: &str = "published-as";
 
 /// CloudEvents AMQP binding attribute headers (`cloudEvents_` prefix).
 pub mod cloud_events {
@@ -102,7 +133,7 @@ static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A new message id, unique across processes: a random per-process prefix and a counter, in
 /// hexadecimal (`3f9c0a6b1d2e4f50-1a`).
-pub fn new_message_id() -> String {
+pub(crate) fn new_message_id() -> String {
     let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut id = String::with_capacity(ID_PREFIX.len() + 17);
     // Writing to a `String` cannot fail.
@@ -174,19 +205,15 @@ pub(crate) fn header_name(name: &str) -> Cow<'static, str> {
 
 /// The exchange a received message was first published to (also on retries).
 pub(crate) fn original_exchange(message: &Message) -> &str {
-    message
-        .properties
-        .headers
-        .get_str(ORIGINAL_EXCHANGE_HEADER)
+    our_header(&message.properties.headers, ORIGINAL_EXCHANGE_HEADER)
+        .and_then(HeaderValue::as_str)
         .unwrap_or(&message.exchange)
 }
 
 /// The routing key a received message was first published with (also on retries).
 pub(crate) fn original_routing_key(message: &Message) -> &str {
-    message
-        .properties
-        .headers
-        .get_str(ORIGINAL_ROUTING_KEY_HEADER)
+    our_header(&message.properties.headers, ORIGINAL_ROUTING_KEY_HEADER)
+        .and_then(HeaderValue::as_str)
         .unwrap_or(&message.routing_key)
 }
 
@@ -260,7 +287,12 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
         routing_key: contract.routing_key().to_owned(),
         source,
     })?;
-    let message_id = origin.message_id.map_or_else(new_message_id, str::to_owned);
+    let celery = contract.exchange().is_celery();
+    let message_id = match origin.message_id {
+        Some(id) => id.to_owned(),
+        None if celery => celery::uuid4(),
+        None => new_message_id(),
+    };
     let secs = now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
     let key = contract.routing_key();
     let mut headers = Headers::with_capacity(8);
@@ -274,17 +306,29 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     if let Some(tp) = origin.traceparent {
         headers.append_new(TRACEPARENT_HEADER, tp.to_owned());
     }
+    let mut correlation_id = origin.correlation_id.map(str::to_owned);
+    let mut content_encoding = None;
+    let body = if celery {
+        celery::task_headers(&mut headers, key, &message_id, origin.app_id, &body);
+        // Celery pairs a task with its result by the correlation id: the task id.
+        correlation_id = Some(message_id.clone());
+        content_encoding = Some("utf-8".to_owned());
+        celery::task_body(&body)
+    } else {
+        body
+    };
     Ok(Message {
         exchange: Cow::Borrowed(contract.exchange().name()),
         routing_key: Cow::Borrowed(key),
         body,
         properties: Properties {
             content_type: Some(Cow::Borrowed(CONTENT_TYPE)),
+            content_encoding,
             message_id: Some(message_id),
             timestamp: secs,
             kind: Some(Cow::Borrowed(key)),
             app_id: Some(origin.app_id.clone()),
-            correlation_id: origin.correlation_id.map(str::to_owned),
+            correlation_id,
             persistent: true,
             headers,
             ..Properties::default()
@@ -368,6 +412,8 @@ pub(crate) struct Received<'a> {
     pub attempts: u32,
     /// The [`PUBLISHED_AS_HEADER`], for an event published in several majors at once.
     pub published_as: Option<&'a str>,
+    /// The payload as JSON: the body, or the `instance` argument of a Celery task message.
+    pub payload: Bytes,
 }
 
 /// Why a received message cannot be read.
@@ -426,16 +472,32 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
     let mut original_key = None;
     let mut attempts = None;
     let mut published_as = None;
+    let mut task = None;
+    // The current names win over the legacy `x-` ones: a legacy message that went through a
+    // retry here carries both.
     for (name, value) in message.properties.headers.iter() {
+        let legacy = name.starts_with(LEGACY_HEADER_PREFIX);
+        let name = current_name(name);
+        let keep = |seen: bool| !(legacy && seen);
         match name {
-            VERSION_HEADER => version_text = value.as_str(),
-            ORIGINAL_ROUTING_KEY_HEADER => original_key = value.as_str(),
-            ATTEMPTS_HEADER => attempts = value.as_int(),
-            PUBLISHED_AS_HEADER => published_as = value.as_str(),
+            VERSION_HEADER if keep(version_text.is_some()) => version_text = value.as_str(),
+            ORIGINAL_ROUTING_KEY_HEADER if keep(original_key.is_some()) => {
+                original_key = value.as_str()
+            }
+            ATTEMPTS_HEADER if keep(attempts.is_some()) => attempts = value.as_int(),
+            PUBLISHED_AS_HEADER if keep(published_as.is_some()) => published_as = value.as_str(),
+            celery::TASK_HEADER => task = value.as_str(),
             _ => {}
         }
     }
-    let routing_key = original_key.unwrap_or(&message.routing_key);
+    // A Celery task message names its event in its `task` header, and carries the payload
+    // in its `instance` keyword argument.
+    let task = task.filter(|task| EventKey::parse(task).is_some());
+    let payload = match task {
+        Some(_) => celery::payload(&message.body).map_err(EnvelopeError::Body)?,
+        None => message.body.clone(),
+    };
+    let routing_key = original_key.or(task).unwrap_or(&message.routing_key);
     let key_major = EventKey::parse(routing_key).map(|k| k.major());
     let version = match version_text {
         Some(text) => {
@@ -457,423 +519,15 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
         version,
         attempts: attempts.map_or(0, saturating_attempts),
         published_as,
+        payload,
     })
 }
 
-/// An `x-attempts` value as a count: negative is none, too large to count is `u32::MAX` (the
+/// An `attempts` value as a count: negative is none, too large to count is `u32::MAX` (the
 /// attempts are used up).
 fn saturating_attempts(attempts: i64) -> u32 {
     u32::try_from(attempts.max(0)).unwrap_or(u32::MAX)
 }
 
-/// A copy of `message` addressed to `queue` through the default exchange, remembering where it
-/// was first published and how many attempts were made.
-fn readdressed(message: &Message, queue: &str, attempts: u32) -> Message {
-    let mut copy = message.clone();
-    let headers = &mut copy.properties.headers;
-    if headers.get(ORIGINAL_ROUTING_KEY_HEADER).is_none() {
-        headers.insert(ORIGINAL_EXCHANGE_HEADER, message.exchange.clone());
-        headers.insert(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key.clone());
-    }
-    headers.insert(ATTEMPTS_HEADER, i64::from(attempts));
-    // RabbitMQ's own dead-lettering history is not part of our contract.
-    headers.remove("x-death");
-    if let Some(expiration) = copy.properties.expiration.take() {
-        copy.properties
-            .headers
-            .insert(ORIGINAL_EXPIRATION_HEADER, expiration);
-    }
-    copy.exchange = Cow::Borrowed("");
-    copy.routing_key = Cow::Owned(queue.to_owned());
-    copy
-}
-
-/// The message to park in a retry wait queue after `attempts` failed attempts.
-pub(crate) fn to_retry(message: &Message, wait_queue: &str, attempts: u32) -> Message {
-    readdressed(message, wait_queue, attempts)
-}
-
-/// Why a message was dead-lettered, as carried in its [`DEAD_LETTER_KIND_HEADER`]; the text
-/// for people is in [`DEAD_LETTER_REASON_HEADER`].
-///
-/// ```
-/// use event_manager::envelope::DeadLetterKind;
-///
-/// assert_eq!(DeadLetterKind::HandlerFailed.as_str(), "handler-failed");
-/// assert_eq!("no-callback".parse(), Ok(DeadLetterKind::NoCallback));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DeadLetterKind {
-    /// The body does not decode as the payload type (`undecodable`).
-    Undecodable,
-    /// The service has callbacks for other majors of the event, not this one
-    /// (`unsupported-version`).
-    UnsupportedVersion,
-    /// The service has no callback for the routing key (`no-callback`).
-    NoCallback,
-    /// The callbacks kept failing until the retries were used up (`handler-failed`).
-    HandlerFailed,
-    /// A callback returned a permanent error (`permanent-error`).
-    PermanentError,
-    /// The body is larger than the service accepts (`too-large`).
-    TooLarge,
-    /// The envelope is unreadable, e.g. a version header that is not semver or names
-    /// another major than the routing key (`bad-envelope`).
-    BadEnvelope,
-    /// Decoding or upcasting the payload panicked (`panicked`).
-    Panicked,
-}
-
-impl DeadLetterKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [Self; 8] = [
-        Self::Undecodable,
-        Self::UnsupportedVersion,
-        Self::NoCallback,
-        Self::HandlerFailed,
-        Self::PermanentError,
-        Self::TooLarge,
-        Self::BadEnvelope,
-        Self::Panicked,
-    ];
-
-    /// The header value, e.g. `handler-failed`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Undecodable => "undecodable",
-            Self::UnsupportedVersion => "unsupported-version",
-            Self::NoCallback => "no-callback",
-            Self::HandlerFailed => "handler-failed",
-            Self::PermanentError => "permanent-error",
-            Self::TooLarge => "too-large",
-            Self::BadEnvelope => "bad-envelope",
-            Self::Panicked => "panicked",
-        }
-    }
-
-    /// The kind a dead letter carries in its [`DEAD_LETTER_KIND_HEADER`], if it carries a
-    /// known one.
-    pub fn of(message: &Message) -> Option<Self> {
-        message
-            .properties
-            .headers
-            .get_str(DEAD_LETTER_KIND_HEADER)?
-            .parse()
-            .ok()
-    }
-}
-
-impl std::fmt::Display for DeadLetterKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A [`DEAD_LETTER_KIND_HEADER`] value that names no [`DeadLetterKind`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown dead-letter kind `{0}`")]
-pub struct UnknownDeadLetterKind(pub String);
-
-impl std::str::FromStr for DeadLetterKind {
-    type Err = UnknownDeadLetterKind;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| UnknownDeadLetterKind(s.to_owned()))
-    }
-}
-
-/// The message to put in a dead-letter queue, with the reason.
-pub(crate) fn to_dead_letter(
-    message: &Message,
-    dead_letter_queue: &str,
-    service_queue: &str,
-    attempts: u32,
-    kind: DeadLetterKind,
-    reason: &str,
-) -> Message {
-    let mut copy = readdressed(message, dead_letter_queue, attempts);
-    let headers = &mut copy.properties.headers;
-    headers.insert(
-        DEAD_LETTER_REASON_HEADER,
-        cut(reason, MAX_REASON_BYTES).to_owned(),
-    );
-    headers.insert(DEAD_LETTER_KIND_HEADER, kind.as_str().to_owned());
-    headers.insert(FAILED_AT_HEADER, rfc3339(now()));
-    headers.insert(SERVICE_HEADER, service_queue.to_owned());
-    copy
-}
-
-/// `text` cut to at most `max` bytes, at a character boundary.
-fn cut(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Makes a forwarded `message` (a retry or dead letter) `excess` bytes smaller by leaving out
-/// the largest headers that are not part of the wire contract, naming them in
-/// [`DROPPED_HEADERS_HEADER`]. For a message that arrived with headers so close to the
-/// broker's frame limit that the forwarding headers no longer fit: better a dead letter
-/// without some headers than none. Returns whether it now fits.
-pub(crate) fn shrink_headers(message: &mut Message, excess: usize) -> bool {
-    let headers = &mut message.properties.headers;
-    let mut foreign: Vec<(String, usize)> = headers
-        .iter()
-        .filter(|(name, _)| !HEADER_NAMES.contains(name))
-        .map(|(name, value)| (name.to_owned(), 1 + name.len() + value.encoded_len()))
-        .collect();
-    foreign.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
-    let mut dropped = Vec::new();
-    // The list of dropped names costs room too.
-    let mut freed: usize = 0;
-    let mut needed = excess + 32;
-    for (name, size) in foreign {
-        if freed >= needed {
-            break;
-        }
-        headers.remove(&name);
-        freed += size;
-        needed += name.len() + 1;
-        dropped.push(name);
-    }
-    if !dropped.is_empty() {
-        if let Some(earlier) = headers.get_str(DROPPED_HEADERS_HEADER) {
-            dropped.insert(0, earlier.to_owned());
-        }
-        headers.insert(DROPPED_HEADERS_HEADER, dropped.join(","));
-    }
-    freed >= needed
-}
-
-/// A dead letter sent back to its service queue for a fresh set of attempts.
-pub(crate) fn to_replay(dead_letter: &Message, service_queue: &str) -> Message {
-    let mut copy = readdressed(dead_letter, service_queue, 0);
-    let headers = &mut copy.properties.headers;
-    headers.remove(DEAD_LETTER_REASON_HEADER);
-    headers.remove(DEAD_LETTER_KIND_HEADER);
-    headers.remove(FAILED_AT_HEADER);
-    headers.remove(SERVICE_HEADER);
-    if let Some(HeaderValue::Str(expiration)) = headers.remove(ORIGINAL_EXPIRATION_HEADER) {
-        copy.properties.expiration = Some(expiration.into_owned());
-    }
-    copy
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bare(key: &str) -> Message {
-        Message {
-            exchange: "order".into(),
-            routing_key: key.to_owned().into(),
-            body: Vec::from(&b"{}"[..]).into(),
-            properties: Properties::default(),
-        }
-    }
-
-    #[test]
-    fn headerless_message_is_versioned_by_its_key() {
-        let m = bare("order.v2.submit");
-        let r = read(&m).unwrap();
-        assert_eq!(r.version, ReceivedVersion::Major(2));
-        assert_eq!(r.routing_key, "order.v2.submit");
-        assert_eq!(r.attempts, 0);
-        assert_eq!(
-            read(&bare("legacy")).unwrap().version,
-            ReceivedVersion::Unknown
-        );
-    }
-
-    #[test]
-    fn header_version_must_agree_with_key() {
-        let mut m = bare("order.v1.submit");
-        m.properties.headers.insert(VERSION_HEADER, "2.0.0");
-        assert!(matches!(
-            read(&m),
-            Err(EnvelopeError::VersionMismatch { .. })
-        ));
-        m.properties.headers.insert(VERSION_HEADER, "nonsense");
-        assert!(matches!(read(&m), Err(EnvelopeError::BadVersion(_))));
-        m.properties.headers.insert(VERSION_HEADER, "1.4.0");
-        assert_eq!(
-            read(&m).unwrap().version,
-            ReceivedVersion::Full(semver::Version::new(1, 4, 0))
-        );
-    }
-
-    #[test]
-    fn retry_and_dead_letter_keep_origin() {
-        let m = bare("order.v1.submit");
-        let retry = to_retry(&m, "billing.retry.100ms", 1);
-        assert_eq!(retry.exchange, "");
-        assert_eq!(retry.routing_key, "billing.retry.100ms");
-        let r = read(&retry).unwrap();
-        assert_eq!((r.routing_key, r.attempts), ("order.v1.submit", 1));
-        assert_eq!(original_exchange(&retry), "order");
-        let dead = to_dead_letter(
-            &retry,
-            "billing.dlq",
-            "billing",
-            3,
-            DeadLetterKind::HandlerFailed,
-            "boom",
-        );
-        let h = &dead.properties.headers;
-        assert_eq!(
-            h.get_str(ORIGINAL_ROUTING_KEY_HEADER),
-            Some("order.v1.submit")
-        );
-        assert_eq!(h.get(ATTEMPTS_HEADER), Some(&HeaderValue::Int(3)));
-        assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
-        assert_eq!(
-            DeadLetterKind::of(&dead),
-            Some(DeadLetterKind::HandlerFailed)
-        );
-        let replay = to_replay(&dead, "billing");
-        assert_eq!(replay.routing_key, "billing");
-        assert_eq!(read(&replay).unwrap().attempts, 0);
-        assert_eq!(DeadLetterKind::of(&replay), None);
-        assert!(
-            replay
-                .properties
-                .headers
-                .get(DEAD_LETTER_REASON_HEADER)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn attempts_beyond_u32_saturate() {
-        let mut m = bare("order.v1.submit");
-        for (header, attempts) in [
-            ("4294967295", u32::MAX),
-            ("99999999999", u32::MAX),
-            ("-3", 0),
-            ("2", 2),
-        ] {
-            m.properties.headers.insert(ATTEMPTS_HEADER, header);
-            assert_eq!(read(&m).unwrap().attempts, attempts, "{header}");
-        }
-        m.properties.headers.insert(ATTEMPTS_HEADER, i64::MAX);
-        assert_eq!(read(&m).unwrap().attempts, u32::MAX);
-    }
-
-    #[test]
-    fn dead_letters_keep_every_header_and_property() {
-        let mut m = bare("order.v1.submit");
-        let p = &mut m.properties;
-        p.reply_to = Some("replies".into());
-        p.content_encoding = Some("utf-8".into());
-        p.priority = Some(5);
-        p.expiration = Some("60000".into());
-        p.headers.insert("weight", HeaderValue::Float(2.5));
-        p.headers
-            .insert("blob", HeaderValue::Bytes(vec![1u8, 2].into()));
-        p.headers.insert(
-            "tags",
-            HeaderValue::Array(vec![HeaderValue::Str("a".into())]),
-        );
-        p.headers.insert(
-            "meta",
-            HeaderValue::Table(vec![("k".to_owned(), HeaderValue::Int(1))]),
-        );
-        let dead = to_dead_letter(
-            &m,
-            "billing.dlq",
-            "billing",
-            3,
-            DeadLetterKind::HandlerFailed,
-            "boom",
-        );
-        let d = &dead.properties;
-        assert_eq!(d.reply_to.as_deref(), Some("replies"));
-        assert_eq!(d.content_encoding.as_deref(), Some("utf-8"));
-        assert_eq!(d.priority, Some(5));
-        // A dead letter must not expire in its queue: the TTL moves to a header.
-        assert_eq!(d.expiration, None);
-        assert_eq!(d.headers.get_str(ORIGINAL_EXPIRATION_HEADER), Some("60000"));
-        for name in ["weight", "blob", "tags", "meta"] {
-            assert_eq!(
-                d.headers.get(name),
-                m.properties.headers.get(name),
-                "{name}"
-            );
-        }
-        let replay = to_replay(&dead, "billing");
-        assert_eq!(replay.properties.expiration.as_deref(), Some("60000"));
-        assert!(
-            replay
-                .properties
-                .headers
-                .get(ORIGINAL_EXPIRATION_HEADER)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn oversized_forwards_leave_out_the_largest_foreign_headers() {
-        let mut m = bare("order.v1.submit");
-        m.properties.headers.insert("big", "x".repeat(100_000));
-        m.properties.headers.insert("small", "y");
-        let mut dead = to_dead_letter(
-            &m,
-            "billing.dlq",
-            "billing",
-            1,
-            DeadLetterKind::HandlerFailed,
-            &"r".repeat(10_000),
-        );
-        assert_eq!(
-            dead.properties
-                .headers
-                .get_str(DEAD_LETTER_REASON_HEADER)
-                .map(str::len),
-            Some(MAX_REASON_BYTES)
-        );
-        assert!(shrink_headers(&mut dead, 50_000));
-        let h = &dead.properties.headers;
-        assert!(h.get("big").is_none());
-        assert_eq!(h.get_str("small"), Some("y"));
-        assert_eq!(h.get_str(DROPPED_HEADERS_HEADER), Some("big"));
-        assert!(h.get_str(ORIGINAL_ROUTING_KEY_HEADER).is_some());
-        assert!(
-            !shrink_headers(&mut dead, 1_000_000),
-            "nothing foreign left to drop"
-        );
-    }
-
-    #[test]
-    fn bodies_must_be_utf8_json() {
-        let ok: serde_json::Value = from_json(br#"{"id":1,"name":"\u00e9t\u00e9"}"#).unwrap();
-        assert_eq!(ok["name"], "été");
-        let err = from_json::<serde_json::Value>(b"{\"id\":\"\xff\"}").unwrap_err();
-        assert!(err.to_string().contains("not UTF-8"), "{err}");
-        assert!(from_json::<serde_json::Value>(b"{\"id\":").is_err());
-    }
-
-    #[test]
-    fn message_ids_are_unique() {
-        let a = new_message_id();
-        let b = new_message_id();
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn dead_letter_kinds_round_trip_through_their_header_values() {
-        for kind in DeadLetterKind::ALL {
-            assert_eq!(kind.as_str().parse(), Ok(kind));
-            assert_eq!(kind.to_string(), kind.as_str());
-        }
-        assert_eq!(
-            "exploded".parse::<DeadLetterKind>(),
-            Err(UnknownDeadLetterKind("exploded".into()))
-        );
-    }
-}
+mod tests;

@@ -1,7 +1,9 @@
 //! The embedded broker: RabbitMQ's topic exchange semantics in one process.
 //!
 //! What it does like RabbitMQ: durable-style named queues that outlive their consumers, topic
-//! exchanges routing with [`BindingPattern::matches`], the default exchange routing to the
+//! exchanges routing exactly as [`BindingPattern::matches`] says (through a trie of the
+//! patterns' words, as RabbitMQ does, so that a publish costs the same with one binding or
+//! ten thousand), the default exchange routing to the
 //! queue named by the key, fan-out to every bound queue (one copy per queue, however many of
 //! its bindings match), round-robin between competing consumers limited by prefetch, manual
 //! ack and reject, requeue with `redelivered` set, unsettled deliveries returned to the queue
@@ -17,16 +19,21 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap as HashMap;
-use tokio::sync::mpsc;
 
 use super::{DeadLetterTarget, Incoming, QueueSpec, Settler, Subscription, Transport};
 use crate::error::{ConsumeError, Entity, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
+use crate::routing::trie::TopicTrie;
+
+mod delivery;
+
+pub(crate) use delivery::MemoryAcker;
+use delivery::MemorySubscription;
 
 /// An in-process broker with RabbitMQ's topic semantics. Cloning gives another handle to the
 /// same broker, so several [`crate::Bus`]es (services) can share it.
@@ -61,9 +68,69 @@ struct State {
     queues: HashMap<String, Arc<Queue>>,
 }
 
+/// Up to this many bindings, an exchange matches each in turn; beyond, it walks its trie.
+/// Both give the same queues; the list is quicker for a handful of patterns.
+const FEW_BINDINGS: usize = 8;
+
 struct ExchangeState {
     durable: bool,
+    /// Every binding, in the order they were made.
     bindings: Vec<(BindingPattern, Arc<Queue>)>,
+    /// The queues bound with each pattern, to find a binding made before.
+    by_pattern: HashMap<BindingPattern, Vec<Arc<Queue>>>,
+    /// The same bindings as a trie of words, which routing walks beyond [`FEW_BINDINGS`]:
+    /// the cost of a publish does not grow with the number of bindings.
+    trie: TopicTrie<Arc<Queue>>,
+}
+
+impl ExchangeState {
+    fn new(durable: bool) -> Self {
+        Self {
+            durable,
+            bindings: Vec::new(),
+            by_pattern: HashMap::default(),
+            trie: TopicTrie::new(),
+        }
+    }
+
+    /// Binds `queue` with `pattern`; binding twice is a no-op.
+    fn bind(&mut self, pattern: &BindingPattern, queue: &Arc<Queue>) {
+        let queues = self.by_pattern.entry(pattern.clone()).or_default();
+        if !queues.iter().any(|q| Arc::ptr_eq(q, queue)) {
+            queues.push(queue.clone());
+            self.bindings.push((pattern.clone(), queue.clone()));
+            self.trie.insert(pattern, queue.clone());
+        }
+    }
+
+    /// Removes every binding of `queue`.
+    fn unbind_all(&mut self, queue: &Arc<Queue>) {
+        let trie = &mut self.trie;
+        self.bindings.retain(|(pattern, q)| {
+            let bound = Arc::ptr_eq(q, queue);
+            if bound {
+                trie.remove(pattern, |q| Arc::ptr_eq(q, queue));
+            }
+            !bound
+        });
+        self.by_pattern.retain(|_, queues| {
+            queues.retain(|q| !Arc::ptr_eq(q, queue));
+            !queues.is_empty()
+        });
+    }
+
+    /// Calls `visit` with the queue of every binding that matches `key`.
+    fn for_each_match<'s>(&'s self, key: &str, mut visit: impl FnMut(&'s Arc<Queue>)) {
+        if self.bindings.len() <= FEW_BINDINGS {
+            for (pattern, queue) in &self.bindings {
+                if pattern.matches(key) {
+                    visit(queue);
+                }
+            }
+        } else {
+            self.trie.for_each_match(key, visit);
+        }
+    }
 }
 
 struct Queue {
@@ -78,22 +145,27 @@ struct Ready {
     seq: u64,
 }
 
-type Delivery = (Arc<Message>, bool, u64);
+/// A message handed to a consumer: the message and whether it was delivered before.
+type Delivery = (Arc<Message>, bool);
 
 struct Consumer {
     id: u64,
-    tx: mpsc::UnboundedSender<Delivery>,
+    /// Handed to this consumer, not yet taken by its subscription (at most the prefetch).
+    handed: VecDeque<Delivery>,
+    /// The subscription's task, waiting for [`Consumer::handed`] to fill.
+    waker: Option<Waker>,
     prefetch: usize,
+    /// Handed and not settled yet.
     in_flight: usize,
 }
 
+/// A queue's messages and consumers. Settled deliveries need no record here: each
+/// [`MemoryAcker`] holds its message until it is settled (or requeues it when dropped).
 #[derive(Default)]
 struct QueueState {
     ready: VecDeque<Ready>,
-    unacked: HashMap<u64, (u64, Arc<Message>)>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
-    next_tag: u64,
     next_seq: u64,
     next_consumer_id: u64,
     deleted: bool,
@@ -145,16 +217,15 @@ fn route(inner: &Arc<Inner>, message: Message) -> Result<Option<Message>, Topolo
                 .ok_or_else(|| TopologyError::NotFound {
                     entity: exchange_entity(&message.exchange),
                 })?;
-            for (pattern, queue) in &exchange.bindings {
-                if !pattern.matches(&message.routing_key) {
-                    continue;
-                }
-                match &first {
-                    None => first = Some(queue.clone()),
-                    Some(f) if Arc::ptr_eq(f, queue) => {}
-                    Some(_) if more.iter().any(|q| Arc::ptr_eq(q, queue)) => {}
-                    Some(_) => more.push(queue.clone()),
-                }
+            exchange.for_each_match(&message.routing_key, |queue| match &first {
+                None => first = Some(queue.clone()),
+                Some(f) if Arc::ptr_eq(f, queue) => {}
+                Some(_) => more.push(queue.clone()),
+            });
+            // A queue bound with several matching patterns takes one copy.
+            if more.len() > 1 {
+                more.sort_unstable_by_key(Arc::as_ptr);
+                more.dedup_by(|a, b| Arc::ptr_eq(a, b));
             }
         }
     }
@@ -226,12 +297,12 @@ impl Queue {
         let _ = route(&broker, copy);
     }
 
-    fn settle(&self, tag: u64, outcome: Settle) {
+    fn settle(&self, consumer: u64, message: Arc<Message>, outcome: Settle) {
         let dead = {
             let mut state = lock(&self.state);
-            let Some((consumer, message)) = state.unacked.remove(&tag) else {
+            if state.deleted {
                 return;
-            };
+            }
             if let Some(c) = state.consumers.iter_mut().find(|c| c.id == consumer) {
                 c.in_flight = c.in_flight.saturating_sub(1);
             }
@@ -257,8 +328,36 @@ impl Queue {
         }
     }
 
-    fn remove_consumer(&self, id: u64) {
-        lock(&self.state).consumers.retain(|c| c.id != id);
+    /// Removes a consumer; returns what was handed to it and not taken yet.
+    fn remove_consumer(&self, id: u64) -> VecDeque<Delivery> {
+        let mut state = lock(&self.state);
+        match state.consumers.iter().position(|c| c.id == id) {
+            Some(index) => {
+                let consumer = state.consumers.remove(index);
+                if state.next_consumer >= state.consumers.len() {
+                    state.next_consumer = 0;
+                }
+                consumer.handed
+            }
+            None => VecDeque::new(),
+        }
+    }
+
+    /// Moves what was handed to consumer `id` into `into`; without anything, remembers
+    /// `waker` to be woken when something comes. `None` once the consumer is gone (its
+    /// queue was deleted).
+    fn take_handed(&self, id: u64, into: &mut VecDeque<Delivery>, waker: &Waker) -> Option<()> {
+        let mut state = lock(&self.state);
+        let consumer = state.consumers.iter_mut().find(|c| c.id == id)?;
+        if consumer.handed.is_empty() {
+            match &mut consumer.waker {
+                Some(w) if w.will_wake(waker) => {}
+                slot => *slot = Some(waker.clone()),
+            }
+        } else {
+            std::mem::swap(into, &mut consumer.handed);
+        }
+        Some(())
     }
 }
 
@@ -282,118 +381,16 @@ impl QueueState {
             let Some(ready) = self.ready.pop_front() else {
                 return;
             };
-            let tag = self.next_tag;
-            self.next_tag += 1;
             let consumer = &mut self.consumers[index];
-            if consumer
-                .tx
-                .send((ready.message.clone(), ready.redelivered, tag))
-                .is_err()
-            {
-                // The subscription is gone: put the message back and forget the consumer.
-                self.ready.push_front(ready);
-                self.consumers.remove(index);
-                continue;
-            }
+            consumer
+                .handed
+                .push_back((ready.message, ready.redelivered));
             consumer.in_flight += 1;
-            let id = consumer.id;
-            self.unacked.insert(tag, (id, ready.message));
+            if let Some(waker) = consumer.waker.take() {
+                waker.wake();
+            }
             self.next_consumer = (index + 1) % n;
         }
-    }
-}
-
-/// Settles one delivery of the in-memory broker; a delivery dropped unsettled is requeued.
-pub(crate) struct MemoryAcker {
-    queue: Arc<Queue>,
-    tag: u64,
-    settled: bool,
-}
-
-impl MemoryAcker {
-    fn new(queue: Arc<Queue>, tag: u64) -> Self {
-        Self {
-            queue,
-            tag,
-            settled: false,
-        }
-    }
-
-    fn settle(&mut self, outcome: Settle) {
-        if !std::mem::replace(&mut self.settled, true) {
-            self.queue.settle(self.tag, outcome);
-        }
-    }
-
-    /// Acknowledges the delivery; the broker forgets it.
-    pub(crate) fn ack(mut self) -> Result<(), ConsumeError> {
-        self.settle(Settle::Ack);
-        Ok(())
-    }
-
-    /// Rejects the delivery, requeueing it or dead-lettering it by the queue's policy.
-    pub(crate) fn reject(mut self, requeue: bool) -> Result<(), ConsumeError> {
-        self.settle(if requeue {
-            Settle::Requeue
-        } else {
-            Settle::Reject
-        });
-        Ok(())
-    }
-}
-
-impl Drop for MemoryAcker {
-    fn drop(&mut self) {
-        // Never lose a delivery that nobody settled.
-        self.settle(Settle::Requeue);
-    }
-}
-
-struct MemorySubscription {
-    queue: Arc<Queue>,
-    consumer: u64,
-    rx: mpsc::UnboundedReceiver<Delivery>,
-    cancelled: bool,
-}
-
-impl MemorySubscription {
-    fn cancel_now(&mut self) {
-        if !self.cancelled {
-            self.cancelled = true;
-            self.queue.remove_consumer(self.consumer);
-            self.rx.close();
-            // Handed to this consumer but never returned by `next`: back to the queue.
-            while let Ok((_, _, tag)) = self.rx.try_recv() {
-                self.queue.settle(tag, Settle::Requeue);
-            }
-        }
-    }
-}
-
-impl Drop for MemorySubscription {
-    fn drop(&mut self) {
-        self.cancel_now();
-    }
-}
-
-#[async_trait]
-impl Subscription for MemorySubscription {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
-        if self.cancelled {
-            return Poll::Ready(None);
-        }
-        self.rx.poll_recv(cx).map(|delivery| {
-            let (message, redelivered, tag) = delivery?;
-            Some(Incoming::with_settler(
-                message,
-                redelivered,
-                Settler::Memory(MemoryAcker::new(self.queue.clone(), tag)),
-            ))
-        })
-    }
-
-    async fn cancel(&mut self) {
-        self.cancel_now();
     }
 }
 
@@ -409,13 +406,9 @@ impl Transport for InMemoryBroker {
             }),
             Some(_) => Ok(()),
             None => {
-                state.exchanges.insert(
-                    name.to_owned(),
-                    ExchangeState {
-                        durable,
-                        bindings: Vec::new(),
-                    },
-                );
+                state
+                    .exchanges
+                    .insert(name.to_owned(), ExchangeState::new(durable));
                 Ok(())
             }
         }
@@ -465,13 +458,7 @@ impl Transport for InMemoryBroker {
             .ok_or_else(|| TopologyError::NotFound {
                 entity: exchange_entity(exchange),
             })?;
-        if !ex
-            .bindings
-            .iter()
-            .any(|(p, q)| p == pattern && Arc::ptr_eq(q, &target))
-        {
-            ex.bindings.push((pattern.clone(), target));
-        }
+        ex.bind(pattern, &target);
         Ok(())
     }
 
@@ -481,17 +468,24 @@ impl Transport for InMemoryBroker {
             let removed = state.queues.remove(queue);
             if let Some(q) = &removed {
                 for ex in state.exchanges.values_mut() {
-                    ex.bindings.retain(|(_, target)| !Arc::ptr_eq(target, q));
+                    ex.unbind_all(q);
                 }
             }
             removed
         };
         if let Some(q) = removed {
-            let mut state = lock(&q.state);
-            state.deleted = true;
-            state.ready.clear();
-            state.unacked.clear();
-            state.consumers.clear();
+            let consumers = {
+                let mut state = lock(&q.state);
+                state.deleted = true;
+                state.ready.clear();
+                std::mem::take(&mut state.consumers)
+            };
+            // Their subscriptions end.
+            for consumer in consumers {
+                if let Some(waker) = consumer.waker {
+                    waker.wake();
+                }
+            }
         }
         Ok(())
     }
@@ -531,14 +525,14 @@ impl Transport for InMemoryBroker {
                 entity: queue_entity(queue),
             })
         })?;
-        let (tx, rx) = mpsc::unbounded_channel();
         let consumer = {
             let mut state = lock(&q.state);
             let id = state.next_consumer_id;
             state.next_consumer_id += 1;
             state.consumers.push(Consumer {
                 id,
-                tx,
+                handed: VecDeque::new(),
+                waker: None,
                 prefetch: usize::from(prefetch),
                 in_flight: 0,
             });
@@ -548,7 +542,7 @@ impl Transport for InMemoryBroker {
         Ok(Box::new(MemorySubscription {
             queue: q,
             consumer,
-            rx,
+            taken: VecDeque::new(),
             cancelled: false,
         }))
     }
@@ -559,22 +553,22 @@ impl Transport for InMemoryBroker {
                 entity: queue_entity(queue),
             })
         })?;
-        let (message, redelivered, tag) = {
+        let ready = {
             let mut state = lock(&q.state);
             let Some(ready) = state.ready.pop_front() else {
                 return Ok(None);
             };
-            let tag = state.next_tag;
-            state.next_tag += 1;
-            state.unacked.insert(tag, (GETTER, ready.message.clone()));
-            (ready.message, ready.redelivered, tag)
+            ready
         };
         Ok(Some(Incoming::with_settler(
-            message,
-            redelivered,
-            Settler::Memory(MemoryAcker::new(q, tag)),
+            ready.message.clone(),
+            ready.redelivered,
+            Settler::Memory(MemoryAcker::new(q, GETTER, ready.message)),
         )))
     }
 
     async fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+//! Retry, dead-letter and replay copies of a message, and [`DeadLetterKind`].
+
+use std::borrow::Cow;
+
+use super::*;
+use crate::message::Message;
+
+/// A copy of `message` addressed to `queue` through the default exchange, remembering where it
+/// was first published and how many attempts were made.
+fn readdressed(message: &Message, queue: &str, attempts: u32) -> Message {
+    let mut copy = message.clone();
+    let headers = &mut copy.properties.headers;
+    if our_header(headers, ORIGINAL_ROUTING_KEY_HEADER).is_none() {
+        headers.insert(ORIGINAL_EXCHANGE_HEADER, message.exchange.clone());
+        headers.insert(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key.clone());
+    }
+    headers.insert(ATTEMPTS_HEADER, i64::from(attempts));
+    // RabbitMQ's own dead-lettering history is not part of our contract.
+    headers.remove("x-death");
+    if let Some(expiration) = copy.properties.expiration.take() {
+        copy.properties
+            .headers
+            .insert(ORIGINAL_EXPIRATION_HEADER, expiration);
+    }
+    copy.exchange = Cow::Borrowed("");
+    copy.routing_key = Cow::Owned(queue.to_owned());
+    copy
+}
+
+/// The message to park in a retry wait queue after `attempts` failed attempts.
+pub(crate) fn to_retry(message: &Message, wait_queue: &str, attempts: u32) -> Message {
+    readdressed(message, wait_queue, attempts)
+}
+
+/// Why a message was dead-lettered, as carried in its [`DEAD_LETTER_KIND_HEADER`]; the text
+/// for people is in [`DEAD_LETTER_REASON_HEADER`].
+///
+/// ```
+/// use event_manager::envelope::DeadLetterKind;
+///
+/// assert_eq!(DeadLetterKind::HandlerFailed.as_str(), "handler-failed");
+/// assert_eq!("no-callback".parse(), Ok(DeadLetterKind::NoCallback));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeadLetterKind {
+    /// The body does not decode as the payload type (`undecodable`).
+    Undecodable,
+    /// The service has callbacks for other majors of the event, not this one
+    /// (`unsupported-version`).
+    UnsupportedVersion,
+    /// The service has no callback for the routing key (`no-callback`).
+    NoCallback,
+    /// The callbacks kept failing until the retries were used up (`handler-failed`).
+    HandlerFailed,
+    /// A callback returned a permanent error (`permanent-error`).
+    PermanentError,
+    /// The body is larger than the service accepts (`too-large`).
+    TooLarge,
+    /// The envelope is unreadable, e.g. a version header that is not semver or names
+    /// another major than the routing key (`bad-envelope`).
+    BadEnvelope,
+    /// Decoding or upcasting the payload panicked (`panicked`).
+    Panicked,
+}
+
+impl DeadLetterKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 8] = [
+        Self::Undecodable,
+        Self::UnsupportedVersion,
+        Self::NoCallback,
+        Self::HandlerFailed,
+        Self::PermanentError,
+        Self::TooLarge,
+        Self::BadEnvelope,
+        Self::Panicked,
+    ];
+
+    /// The header value, e.g. `handler-failed`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Undecodable => "undecodable",
+            Self::UnsupportedVersion => "unsupported-version",
+            Self::NoCallback => "no-callback",
+            Self::HandlerFailed => "handler-failed",
+            Self::PermanentError => "permanent-error",
+            Self::TooLarge => "too-large",
+            Self::BadEnvelope => "bad-envelope",
+            Self::Panicked => "panicked",
+        }
+    }
+
+    /// The kind a dead letter carries in its [`DEAD_LETTER_KIND_HEADER`], if it carries a
+    /// known one.
+    pub fn of(message: &Message) -> Option<Self> {
+        our_header(&message.properties.headers, DEAD_LETTER_KIND_HEADER)?
+            .as_str()?
+            .parse()
+            .ok()
+    }
+}
+
+impl std::fmt::Display for DeadLetterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A [`DEAD_LETTER_KIND_HEADER`] value that names no [`DeadLetterKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown dead-letter kind `{0}`")]
+pub struct UnknownDeadLetterKind(pub String);
+
+impl std::str::FromStr for DeadLetterKind {
+    type Err = UnknownDeadLetterKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownDeadLetterKind(s.to_owned()))
+    }
+}
+
+/// The message to put in a dead-letter queue, with the reason.
+pub(crate) fn to_dead_letter(
+    message: &Message,
+    dead_letter_queue: &str,
+    service_queue: &str,
+    attempts: u32,
+    kind: DeadLetterKind,
+    reason: &str,
+) -> Message {
+    let mut copy = readdressed(message, dead_letter_queue, attempts);
+    let headers = &mut copy.properties.headers;
+    headers.insert(
+        DEAD_LETTER_REASON_HEADER,
+        cut(reason, MAX_REASON_BYTES).to_owned(),
+    );
+    headers.insert(DEAD_LETTER_KIND_HEADER, kind.as_str().to_owned());
+    headers.insert(FAILED_AT_HEADER, rfc3339(now()));
+    headers.insert(SERVICE_HEADER, service_queue.to_owned());
+    copy
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(super) fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Makes a forwarded `message` (a retry or dead letter) `excess` bytes smaller by leaving out
+/// the largest headers that are not part of the wire contract, naming them in
+/// [`DROPPED_HEADERS_HEADER`]. For a message that arrived with headers so close to the
+/// broker's frame limit that the forwarding headers no longer fit: better a dead letter
+/// without some headers than none. Returns whether it now fits.
+pub(crate) fn shrink_headers(message: &mut Message, excess: usize) -> bool {
+    let headers = &mut message.properties.headers;
+    let mut foreign: Vec<(String, usize)> = headers
+        .iter()
+        .filter(|(name, _)| !HEADER_NAMES.contains(name))
+        .map(|(name, value)| (name.to_owned(), 1 + name.len() + value.encoded_len()))
+        .collect();
+    foreign.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+    let mut dropped = Vec::new();
+    // The list of dropped names costs room too.
+    let mut freed: usize = 0;
+    let mut needed = excess + 32;
+    for (name, size) in foreign {
+        if freed >= needed {
+            break;
+        }
+        headers.remove(&name);
+        freed += size;
+        needed += name.len() + 1;
+        dropped.push(name);
+    }
+    if !dropped.is_empty() {
+        if let Some(earlier) = headers.get_str(DROPPED_HEADERS_HEADER) {
+            dropped.insert(0, earlier.to_owned());
+        }
+        headers.insert(DROPPED_HEADERS_HEADER, dropped.join(","));
+    }
+    freed >= needed
+}
+
+/// A dead letter sent back to its service queue for a fresh set of attempts.
+pub(crate) fn to_replay(dead_letter: &Message, service_queue: &str) -> Message {
+    let mut copy = readdressed(dead_letter, service_queue, 0);
+    let headers = &mut copy.properties.headers;
+    for name in [
+        DEAD_LETTER_REASON_HEADER,
+        DEAD_LETTER_KIND_HEADER,
+        FAILED_AT_HEADER,
+        SERVICE_HEADER,
+    ] {
+        remove_ours(headers, name);
+    }
+    if let Some(HeaderValue::Str(expiration)) = remove_ours(headers, ORIGINAL_EXPIRATION_HEADER) {
+        copy.properties.expiration = Some(expiration.into_owned());
+    }
+    copy
+}
+
+/// Removes the header `name` of the wire contract and its pre-0.2 `x-` form; returns the
+/// value, the current name's first.
+fn remove_ours(headers: &mut Headers, name: &str) -> Option<HeaderValue> {
+    let legacy = headers.remove(&format!("{LEGACY_HEADER_PREFIX}{name}"));
+    headers.remove(name).or(legacy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bare(key: &str) -> Message {
+        Message {
+            exchange: "order".into(),
+            routing_key: key.to_owned().into(),
+            body: Vec::from(&b"{}"[..]).into(),
+            properties: Properties::default(),
+        }
+    }
+
+    #[test]
+    fn retry_and_dead_letter_keep_origin() {
+        let m = bare("order.v1.submit");
+        let retry = to_retry(&m, "billing.retry.100ms", 1);
+        assert_eq!(retry.exchange, "");
+        assert_eq!(retry.routing_key, "billing.retry.100ms");
+        let r = read(&retry).unwrap();
+        assert_eq!((r.routing_key, r.attempts), ("order.v1.submit", 1));
+        assert_eq!(original_exchange(&retry), "order");
+        let dead = to_dead_letter(
+            &retry,
+            "billing.dlq",
+            "billing",
+            3,
+            DeadLetterKind::HandlerFailed,
+            "boom",
+        );
+        let h = &dead.properties.headers;
+        assert_eq!(
+            h.get_str(ORIGINAL_ROUTING_KEY_HEADER),
+            Some("order.v1.submit")
+        );
+        assert_eq!(h.get(ATTEMPTS_HEADER), Some(&HeaderValue::Int(3)));
+        assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
+        assert_eq!(
+            DeadLetterKind::of(&dead),
+            Some(DeadLetterKind::HandlerFailed)
+        );
+        let replay = to_replay(&dead, "billing");
+        assert_eq!(replay.routing_key, "billing");
+        assert_eq!(read(&replay).unwrap().attempts, 0);
+        assert_eq!(DeadLetterKind::of(&replay), None);
+        assert!(
+            replay
+                .properties
+                .headers
+                .get(DEAD_LETTER_REASON_HEADER)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn dead_letters_keep_every_header_and_property() {
+        let mut m = bare("order.v1.submit");
+        let p = &mut m.properties;
+        p.reply_to = Some("replies".into());
+        p.content_encoding = Some("utf-8".into());
+        p.priority = Some(5);
+        p.expiration = Some("60000".into());
+        p.headers.insert("weight", HeaderValue::Float(2.5));
+        p.headers
+            .insert("blob", HeaderValue::Bytes(vec![1u8, 2].into()));
+        p.headers.insert(
+            "tags",
+            HeaderValue::Array(vec![HeaderValue::Str("a".into())]),
+        );
+        p.headers.insert(
+            "meta",
+            HeaderValue::Table(vec![("k".to_owned(), HeaderValue::Int(1))]),
+        );
+        let dead = to_dead_letter(
+            &m,
+            "billing.dlq",
+            "billing",
+            3,
+            DeadLetterKind::HandlerFailed,
+            "boom",
+        );
+        let d = &dead.properties;
+        assert_eq!(d.reply_to.as_deref(), Some("replies"));
+        assert_eq!(d.content_encoding.as_deref(), Some("utf-8"));
+        assert_eq!(d.priority, Some(5));
+        // A dead letter must not expire in its queue: the TTL moves to a header.
+        assert_eq!(d.expiration, None);
+        assert_eq!(d.headers.get_str(ORIGINAL_EXPIRATION_HEADER), Some("60000"));
+        for name in ["weight", "blob", "tags", "meta"] {
+            assert_eq!(
+                d.headers.get(name),
+                m.properties.headers.get(name),
+                "{name}"
+            );
+        }
+        let replay = to_replay(&dead, "billing");
+        assert_eq!(replay.properties.expiration.as_deref(), Some("60000"));
+        assert!(
+            replay
+                .properties
+                .headers
+                .get(ORIGINAL_EXPIRATION_HEADER)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn oversized_forwards_leave_out_the_largest_foreign_headers() {
+        let mut m = bare("order.v1.submit");
+        m.properties.headers.insert("big", "x".repeat(100_000));
+        m.properties.headers.insert("small", "y");
+        let mut dead = to_dead_letter(
+            &m,
+            "billing.dlq",
+            "billing",
+            1,
+            DeadLetterKind::HandlerFailed,
+            &"r".repeat(10_000),
+        );
+        assert_eq!(
+            dead.properties
+                .headers
+                .get_str(DEAD_LETTER_REASON_HEADER)
+                .map(str::len),
+            Some(MAX_REASON_BYTES)
+        );
+        assert!(shrink_headers(&mut dead, 50_000));
+        let h = &dead.properties.headers;
+        assert!(h.get("big").is_none());
+        assert_eq!(h.get_str("small"), Some("y"));
+        assert_eq!(h.get_str(DROPPED_HEADERS_HEADER), Some("big"));
+        assert!(h.get_str(ORIGINAL_ROUTING_KEY_HEADER).is_some());
+        assert!(
+            !shrink_headers(&mut dead, 1_000_000),
+            "nothing foreign left to drop"
+        );
+    }
+
+    #[test]
+    fn dead_letter_kinds_round_trip_through_their_header_values() {
+        for kind in DeadLetterKind::ALL {
+            assert_eq!(kind.as_str().parse(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        assert_eq!(
+            "exploded".parse::<DeadLetterKind>(),
+            Err(UnknownDeadLetterKind("exploded".into()))
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The PostgreSQL store: the outbox and inbox tables, through sqlx.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+
+use super::relay::{OutboxStore, Publisher};
+use super::{InboxStore, OutboxMessage, OutboxWrite, StoreError, check_table_name};
+
+/// The outbox table of [`PgStore::new`] and of [`Bus::outbox`](crate::Bus::outbox).
+pub const DEFAULT_OUTBOX_TABLE: &str = "event_outbox";
+/// The inbox table of [`PgStore::new`].
+pub const DEFAULT_INBOX_TABLE: &str = "event_inbox";
+
+/// An outbox and an inbox in PostgreSQL: implements [`OutboxStore`] for a
+/// [`Relay`](super::Relay) and [`InboxStore`] for an [`Inbox`](super::Inbox). Cheap to clone.
+///
+/// The outbox table holds one row per event: `id bigserial`, `message_id`, `exchange`,
+/// `durable`, `routing_key`, `body bytea`, `properties` (JSON text), `created_at` and
+/// `sent_at` (null while pending). The inbox table holds `(queue, message_key)` as its
+/// primary key and `handled_at`.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    outbox_table: String,
+    inbox_table: String,
+}
+
+impl PgStore {
+    /// A store on `pool` with the tables [`DEFAULT_OUTBOX_TABLE`] and [`DEFAULT_INBOX_TABLE`].
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            outbox_table: DEFAULT_OUTBOX_TABLE.to_owned(),
+            inbox_table: DEFAULT_INBOX_TABLE.to_owned(),
+        }
+    }
+
+    /// A store on `pool` with other table names (`name` or `schema.name`).
+    pub fn with_tables(pool: PgPool, outbox: &str, inbox: &str) -> Result<Self, StoreError> {
+        check_table_name(outbox)?;
+        check_table_name(inbox)?;
+        Ok(Self {
+            pool,
+            outbox_table: outbox.to_owned(),
+            inbox_table: inbox.to_owned(),
+        })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The outbox table name, to pass to [`OutboxWriter::table`](super::OutboxWriter::table).
+    pub fn outbox_table(&self) -> &str {
+        &self.outbox_table
+    }
+
+    /// The inbox table name.
+    pub fn inbox_table(&self) -> &str {
+        &self.inbox_table
+    }
+
+    /// Creates the outbox table and its index when missing. Safe to run from several
+    /// processes at once (serialized by an advisory lock).
+    pub async fn create_outbox_table(&self) -> Result<(), StoreError> {
+        let t = &self.outbox_table;
+        let index = t.replace('.', "_");
+        self.create(&[
+            format!(
+                "create table if not exists {t} (
+                    id bigserial primary key,
+                    message_id text not null,
+                    exchange text not null,
+                    durable boolean not null,
+                    routing_key text not null,
+                    body bytea not null,
+                    properties text not null,
+                    created_at timestamptz not null default now(),
+                    sent_at timestamptz)"
+            ),
+            format!("create index if not exists {index}_pending on {t} (id) where sent_at is null"),
+            format!("create index if not exists {index}_sent on {t} (sent_at)"),
+        ])
+        .await
+    }
+
+    /// Creates the inbox table and its index when missing, like
+    /// [`PgStore::create_outbox_table`].
+    pub async fn create_inbox_table(&self) -> Result<(), StoreError> {
+        let t = &self.inbox_table;
+        let index = t.replace('.', "_");
+        self.create(&[
+            format!(
+                "create table if not exists {t} (
+                    queue text not null,
+                    message_key text not null,
+                    handled_at timestamptz not null default now(),
+                    primary key (queue, message_key))"
+            ),
+            format!("create index if not exists {index}_handled on {t} (handled_at)"),
+        ])
+        .await
+    }
+
+    /// Creates both tables.
+    pub async fn create_tables(&self) -> Result<(), StoreError> {
+        self.create_outbox_table().await?;
+        self.create_inbox_table().await
+    }
+
+    async fn create(&self, statements: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select pg_advisory_xact_lock(7311046213)")
+            .execute(&mut *tx)
+            .await?;
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Inserts `message` into `table` on `conn`.
+async fn insert_row(
+    conn: &mut PgConnection,
+    table: &str,
+    message: OutboxMessage,
+) -> Result<(), StoreError> {
+    check_table_name(table)?;
+    sqlx::query(&format!(
+        "insert into {table} (message_id, exchange, durable, routing_key, body, properties)
+         values ($1, $2, $3, $4, $5, $6)"
+    ))
+    .bind(message.message_id)
+    .bind(message.exchange)
+    .bind(message.durable)
+    .bind(message.routing_key)
+    .bind(message.body)
+    .bind(message.properties)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl OutboxWrite for Transaction<'_, Postgres> {
+    async fn write_outbox(
+        &mut self,
+        table: &str,
+        message: OutboxMessage,
+    ) -> Result<(), StoreError> {
+        insert_row(self, table, message).await
+    }
+}
+
+#[async_trait]
+impl OutboxWrite for PgConnection {
+    async fn write_outbox(
+        &mut self,
+        table: &str,
+        message: OutboxMessage,
+    ) -> Result<(), StoreError> {
+        insert_row(self, table, message).await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn relay_batch(&self, publisher: &Publisher, limit: usize) -> Result<usize, StoreError> {
+        let t = &self.outbox_table;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(&format!(
+            "select id, message_id, exchange, durable, routing_key, body, properties from {t}
+             where sent_at is null order by id limit $1 for update skip locked"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(row.try_get::<i64, _>("id")?);
+            messages.push(OutboxMessage {
+                message_id: row.try_get("message_id")?,
+                exchange: row.try_get("exchange")?,
+                durable: row.try_get("durable")?,
+                routing_key: row.try_get("routing_key")?,
+                body: row.try_get("body")?,
+                properties: row.try_get("properties")?,
+            });
+        }
+        let (confirmed, failure) = publisher.publish_batch(&messages).await;
+        let sent: Vec<i64> = ids
+            .into_iter()
+            .zip(confirmed)
+            .filter_map(|(id, ok)| ok.then_some(id))
+            .collect();
+        if !sent.is_empty() {
+            sqlx::query(&format!(
+                "update {t} set sent_at = now() where id = any($1)"
+            ))
+            .bind(&sent)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        match failure {
+            Some(error) if sent.is_empty() => Err(error),
+            Some(error) => {
+                tracing::warn!(%error, "outbox relay stopped a batch early");
+                Ok(sent.len())
+            }
+            None => Ok(sent.len()),
+        }
+    }
+
+    async fn purge_sent(&self, retention: Duration) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "delete from {} where sent_at < now() - make_interval(secs => $1)",
+            self.outbox_table
+        ))
+        .bind(retention.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn pending(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from {} where sent_at is null",
+            self.outbox_table
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl InboxStore for PgStore {
+    type Tx = Transaction<'static, Postgres>;
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn mark_handled(
+        &self,
+        tx: &mut Self::Tx,
+        queue: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "insert into {} (queue, message_key) values ($1, $2) on conflict do nothing",
+            self.inbox_table
+        ))
+        .bind(queue)
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn purge_inbox(&self, window: Duration) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "delete from {} where handled_at < now() - make_interval(secs => $1)",
+            self.inbox_table
+        ))
+        .bind(window.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,163 @@
+//! Unit tests of the in-memory broker.
+
+use super::*;
+
+/// A small deterministic generator of patterns and keys.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % bound as u64) as usize
+    }
+
+    fn words(&mut self, alphabet: &[&str], min: usize, max: usize) -> String {
+        let n = min + self.next(max - min + 1);
+        (0..n)
+            .map(|_| alphabet[self.next(alphabet.len())])
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+fn transient(name: &str) -> QueueSpec {
+    let mut spec = QueueSpec::durable(name);
+    spec.durable = false;
+    spec
+}
+
+/// Binds `patterns` (queue `q<i>` with pattern `i`, some queues twice), publishes `keys`
+/// and checks that every queue got exactly the keys its patterns match, once each.
+async fn routes_as_the_patterns_say(patterns: &[String], keys: &[String]) {
+    let broker = InMemoryBroker::new();
+    broker.declare_exchange("x", false).await.unwrap();
+    let queues = patterns.len().div_ceil(2);
+    for q in 0..queues {
+        broker
+            .declare_queue(&transient(&format!("q{q}")))
+            .await
+            .unwrap();
+    }
+    let bound: Vec<(usize, BindingPattern)> = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i % queues, BindingPattern::parse(p).unwrap()))
+        .collect();
+    for (q, pattern) in &bound {
+        broker.bind(&format!("q{q}"), "x", pattern).await.unwrap();
+        // Binding twice is a no-op.
+        broker.bind(&format!("q{q}"), "x", pattern).await.unwrap();
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let message = Message {
+            exchange: "x".into(),
+            routing_key: key.clone().into(),
+            body: i.to_string().into_bytes().into(),
+            properties: Default::default(),
+        };
+        let routable = bound.iter().any(|(_, p)| p.matches(key));
+        match broker.publish(message).await {
+            Ok(()) => assert!(routable, "{key:?} was routed"),
+            Err(PublishError::Unroutable { .. }) => assert!(!routable, "{key:?} unroutable"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for q in 0..queues {
+        let mut got = Vec::new();
+        while let Some(incoming) = broker.get(&format!("q{q}")).await.unwrap() {
+            got.push(
+                std::str::from_utf8(&incoming.message.body)
+                    .unwrap()
+                    .to_owned(),
+            );
+            incoming.ack().await.unwrap();
+        }
+        let expected: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| bound.iter().any(|(b, p)| *b == q && p.matches(key)))
+            .map(|(i, _)| i.to_string())
+            .collect();
+        assert_eq!(got, expected, "queue q{q}");
+    }
+}
+
+#[tokio::test]
+async fn few_and_many_bindings_route_exactly_as_the_patterns_match() {
+    let mut rng = Lcg(42);
+    for bindings in [1, 3, FEW_BINDINGS, FEW_BINDINGS + 1, 60, 400] {
+        let patterns: Vec<String> = (0..bindings)
+            .map(|_| rng.words(&["a", "b", "c", "*", "#"], 1, 5))
+            .collect();
+        let keys: Vec<String> = (0..120)
+            .map(|_| rng.words(&["a", "b", "c"], 0, 5))
+            .collect();
+        routes_as_the_patterns_say(&patterns, &keys).await;
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_queue_unbinds_it_from_the_trie() {
+    let broker = InMemoryBroker::new();
+    broker.declare_exchange("x", false).await.unwrap();
+    for q in 0..=FEW_BINDINGS {
+        broker
+            .declare_queue(&transient(&format!("q{q}")))
+            .await
+            .unwrap();
+        let pattern = BindingPattern::parse(&format!("k{q}.#")).unwrap();
+        broker.bind(&format!("q{q}"), "x", &pattern).await.unwrap();
+    }
+    let publish = |key: &str| {
+        broker.publish(Message {
+            exchange: "x".into(),
+            routing_key: key.to_owned().into(),
+            body: Vec::new().into(),
+            properties: Default::default(),
+        })
+    };
+    publish("k0.a").await.unwrap();
+    broker.delete_queue("q0").await.unwrap();
+    assert!(matches!(
+        publish("k0.a").await,
+        Err(PublishError::Unroutable { .. })
+    ));
+    publish("k1").await.unwrap();
+    assert_eq!(broker.queue_len("q1").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_deleted_queue_ends_its_subscriptions_and_a_dropped_one_requeues() {
+    let broker = InMemoryBroker::new();
+    broker.declare_queue(&transient("q")).await.unwrap();
+    let publish = || {
+        broker.publish(Message {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            body: Vec::new().into(),
+            properties: Default::default(),
+        })
+    };
+    for _ in 0..3 {
+        publish().await.unwrap();
+    }
+    // Handed to a subscription that never returned them: back to the queue on drop.
+    let subscription = broker.subscribe("q", 2).await.unwrap();
+    assert_eq!(broker.queue_len("q").await.unwrap(), 1);
+    drop(subscription);
+    assert_eq!(broker.queue_len("q").await.unwrap(), 3);
+    let mut subscription = broker.subscribe("q", 10).await.unwrap();
+    let first = subscription.next().await.unwrap();
+    assert!(first.redelivered);
+    first.ack().await.unwrap();
+    broker.delete_queue("q").await.unwrap();
+    // What was already taken is still returned; then the subscription ends.
+    let mut rest = 0;
+    while subscription.next().await.is_some() {
+        rest += 1;
+    }
+    assert!(rest <= 2);
+}
