@@ -11,7 +11,7 @@
 //! shortens the shutdown grace period; `--handled-log FILE` appends each distinct order id.
 
 use clap::Parser;
-use event_manager_examples::{Order, cli, services};
+use event_manager_examples::{Order, cli, observe, services};
 
 /// Handles orders until enough distinct ones were seen.
 #[derive(Parser)]
@@ -23,6 +23,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.run.metrics.is_some() {
+        // Before connecting: the connection registers its gauge when it opens.
+        observe::install()?;
+    }
     let bus = cli::bus_from_env("billing").await?;
     let service = services::billing(&bus);
     let handled = cli::count_distinct_orders(service, &[Order::SUBMIT], &args.run).await?;

@@ -8,7 +8,7 @@
 //! Takes the same options and environment as `billing_service`.
 
 use clap::Parser;
-use event_manager_examples::{Order, cli, services};
+use event_manager_examples::{Order, cli, observe, services};
 
 /// Handles orders until enough distinct ones were seen.
 #[derive(Parser)]
@@ -20,6 +20,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.run.metrics.is_some() {
+        // Before connecting: the connection registers its gauge when it opens.
+        observe::install()?;
+    }
     let bus = cli::bus_from_env("logistics").await?;
     let service = services::logistics(&bus);
     let handled =

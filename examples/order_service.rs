@@ -6,9 +6,11 @@
 //! ```
 //!
 //! `EVENT_MANAGER_NAMESPACE=ns` puts its exchange and the queues it declares in a namespace.
+//! `--metrics 127.0.0.1:9464` serves `/metrics` and `/health` and keeps serving after the
+//! last confirm, until Ctrl-C / SIGTERM, so that the figures can be scraped.
 
 use clap::Parser;
-use event_manager_examples::{Order, cli, services};
+use event_manager_examples::{Order, cli, observe, services};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 /// Publishes orders.
@@ -20,12 +22,21 @@ struct Args {
     /// How many publishes may await their confirm at once.
     #[arg(long, default_value_t = 512)]
     in_flight: usize,
+    /// Serve `/metrics` (Prometheus text) and `/health` on this address, and keep serving
+    /// after publishing until a signal.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let metrics = args.metrics.map(|_| observe::install()).transpose()?;
     let bus = cli::bus_from_env("order").await?;
+    if let (Some(addr), Some(handle)) = (args.metrics, metrics.clone()) {
+        let bound = observe::serve(addr, handle, observe::Probe::Bus(bus.clone())).await?;
+        eprintln!("metrics and health on http://{bound}");
+    }
     // Declare the subscribers' queues: orders published before they start wait there.
     services::billing(&bus).declare().await?;
     services::logistics(&bus).declare().await?;
@@ -53,6 +64,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         published as f64 / seconds.max(1e-9)
     );
     println!("published {published}");
+    if metrics.is_some() {
+        cli::shutdown_signal().await;
+    }
     bus.close().await;
     Ok(())
 }

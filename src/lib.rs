@@ -129,7 +129,7 @@ pub mod cli {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use event_manager::{Bus, ConnectError, ConsumeError, Delivery, EventDef, Service};
+    use event_manager::{Bus, ConnectError, Delivery, EventDef, Service};
     use tokio::sync::Notify;
 
     use super::Order;
@@ -164,6 +164,10 @@ pub mod cli {
         /// the message is acknowledged (for fault tests counting across processes).
         #[arg(long)]
         pub handled_log: Option<PathBuf>,
+        /// Serve `/metrics` (Prometheus text) and `/health` (200 or 503) on this address,
+        /// e.g. `127.0.0.1:9464`.
+        #[arg(long)]
+        pub metrics: Option<std::net::SocketAddr>,
     }
 
     /// Parses `3s`, `250ms`, `2m` or a plain number of seconds (`1.5`).
@@ -272,19 +276,184 @@ pub mod cli {
         if let Some(grace) = args.grace {
             service.shutdown_grace(grace);
         }
-        run(service, &done).await?;
+        run(service, &done, args.metrics).await?;
         let handled = seen.lock().unwrap_or_else(|p| p.into_inner()).ids.len();
         Ok(handled)
     }
 
-    async fn run(service: Service, done: &Notify) -> Result<(), ConsumeError> {
-        service
-            .run_until(async {
-                tokio::select! {
-                    () = done.notified() => {}
-                    () = shutdown_signal() => {}
+    /// Runs `service` until `done` or a signal; with `metrics`, serves its metrics and health
+    /// there meanwhile (the recorder must have been installed with [`observe::install`]
+    /// before the service's bus published anything).
+    ///
+    /// [`observe::install`]: crate::observe::install
+    async fn run(
+        service: Service,
+        done: &Notify,
+        metrics: Option<std::net::SocketAddr>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let handle = metrics.map(|_| crate::observe::install()).transpose()?;
+        let running = service.start().await?;
+        if let (Some(addr), Some(handle)) = (metrics, handle) {
+            let probe = crate::observe::Probe::Service(running.health_probe());
+            let bound = crate::observe::serve(addr, handle, probe).await?;
+            eprintln!("metrics and health on http://{bound}");
+        }
+        let stop = async {
+            tokio::select! {
+                () = done.notified() => {}
+                () = shutdown_signal() => {}
+            }
+        };
+        Ok(running.run_until(stop).await?)
+    }
+}
+
+/// `--metrics ADDR` of the example services: Prometheus text on `/metrics` and the service's
+/// health on `/health` (200 when healthy, else 503), on a small HTTP endpoint.
+pub mod observe {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use event_manager::{Bus, HealthProbe};
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// What `/health` reports.
+    #[derive(Clone)]
+    pub enum Probe {
+        /// A consuming service: healthy while connected and consuming.
+        Service(HealthProbe),
+        /// A publisher: healthy while its bus is connected.
+        Bus(Bus),
+    }
+
+    impl Probe {
+        /// Healthy or not, and the JSON body of `/health`.
+        fn report(&self) -> (bool, String) {
+            match self {
+                Self::Service(probe) => {
+                    let h = probe.health();
+                    let body = serde_json::json!({
+                        "healthy": h.is_healthy(),
+                        "queue": h.queue,
+                        "connected": h.connected,
+                        "consuming": h.consuming,
+                        "last_error": h.last_error,
+                        "last_delivery_unix_ms": h.last_delivery
+                            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                            .map(|d| d.as_millis() as u64),
+                    });
+                    (h.is_healthy(), body.to_string())
                 }
-            })
-            .await
+                Self::Bus(bus) => {
+                    let up = bus.is_connected();
+                    let body = serde_json::json!({ "healthy": up, "connected": up });
+                    (up, body.to_string())
+                }
+            }
+        }
+    }
+
+    /// Installs the Prometheus recorder as the process's `metrics` recorder, once; later
+    /// calls return the same handle. Call it before connecting: a connection and a service
+    /// register their metrics when they start.
+    pub fn install() -> Result<PrometheusHandle, Box<dyn std::error::Error>> {
+        static INSTALLED: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+        if let Some(handle) = INSTALLED.get() {
+            return Ok(handle.clone());
+        }
+        // Histograms with buckets (not summaries), so that dashboards can aggregate
+        // latencies across instances: from 100 µs to 10 s.
+        let handle = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ])?
+            .install_recorder()?;
+        let handle = INSTALLED.get_or_init(|| handle).clone();
+        event_manager::telemetry::metrics::describe();
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        Ok(handle)
+    }
+
+    /// Serves `/metrics` and `/health` on `addr` until the process ends; returns the address
+    /// bound (port 0 picks a free one).
+    pub async fn serve(
+        addr: SocketAddr,
+        metrics: PrometheusHandle,
+        probe: Probe,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let shared = Arc::new((metrics, probe));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        answer(stream, &shared.0, &shared.1),
+                    )
+                    .await;
+                });
+            }
+        });
+        Ok(bound)
+    }
+
+    /// Reads one request (its head) and answers it, closing the connection.
+    async fn answer(
+        mut stream: TcpStream,
+        metrics: &PrometheusHandle,
+        probe: &Probe,
+    ) -> std::io::Result<()> {
+        let mut head = Vec::with_capacity(512);
+        let mut buf = [0u8; 512];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let line = String::from_utf8_lossy(&head);
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (status, content_type, body) = match (method, path) {
+            ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+            ("GET", "/health") => {
+                let (healthy, body) = probe.report();
+                let status = if healthy {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                (status, "application/json", body)
+            }
+            ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+            _ => (
+                "405 Method Not Allowed",
+                "text/plain",
+                "only GET\n".to_owned(),
+            ),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
     }
 }

@@ -81,6 +81,8 @@
 //! * `tls`: `amqps://` through rustls; implies `amqp`.
 //! * `postgres` (opt-in): `event_manager::outbox`, a transactional outbox and an idempotent
 //!   inbox on PostgreSQL (sqlx, rustls), with in-memory stores; implies `runtime`.
+//! * `otel` (opt-in): W3C trace context (`traceparent`, `tracestate`) written on publish and
+//!   read on consume through `tracing-opentelemetry`; see `event_manager::telemetry`.
 //! * `testing`: `event_manager::testing`, the test harness (`testing::Harness`: what was
 //!   published, waiting until the system is idle, retries and dead letters, injected faults)
 //!   and raw access to the broker.
@@ -109,6 +111,8 @@ pub mod routing;
 pub mod schema;
 #[cfg(feature = "runtime")]
 pub mod service;
+#[cfg(feature = "runtime")]
+pub mod telemetry;
 #[cfg(test)]
 mod test_probe;
 #[cfg(feature = "testing")]
@@ -126,7 +130,8 @@ pub use event_manager_derive::Event;
 pub use routing::{BindingPattern, EventKey, RoutingError, RoutingKey};
 #[cfg(feature = "runtime")]
 pub use service::{
-    Delivery, HandlerError, HandlerResultExt, OnEvent, RetryPolicy, RunningService, Service,
+    Delivery, HandlerError, HandlerResultExt, Health, HealthProbe, OnEvent, RetryPolicy,
+    RunningService, Service,
 };
 
 /// The publish method `#[derive(Event)]` emits for one event (`order.submit(&bus)`), or,

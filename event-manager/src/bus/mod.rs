@@ -10,6 +10,7 @@ use crate::contract::{Event, EventDef, Exchange};
 use crate::envelope::{self, Origin};
 use crate::error::{ConnectError, PublishError, TopologyError};
 use crate::registry;
+use crate::telemetry::trace;
 
 mod unroutable;
 mod versions;
@@ -92,6 +93,8 @@ struct BusInner {
     declared: RwLock<Vec<&'static str>>,
     /// The unroutable policy per routing key, where it is not [`Unroutable::Error`].
     unroutable: unroutable::Policies,
+    /// The publish metrics, per event.
+    metrics: crate::telemetry::metrics::PublishRegistry,
 }
 
 impl std::fmt::Debug for Bus {
@@ -171,6 +174,7 @@ impl Bus {
                 namespace,
                 declared: RwLock::new(Vec::new()),
                 unroutable,
+                metrics: Default::default(),
             }),
         }
     }
@@ -340,6 +344,12 @@ impl Bus {
         }
     }
 
+    /// Whether the connection to the broker is up now: false while it is being
+    /// re-established, and once it was given up or closed. Always true in memory.
+    pub fn is_connected(&self) -> bool {
+        self.inner.transport.is_connected()
+    }
+
     /// The name this bus publishes as.
     pub fn app_id(&self) -> &str {
         &self.inner.app_id
@@ -354,6 +364,18 @@ impl Bus {
     /// through the default exchange, and returns once the broker confirmed it.
     pub(crate) async fn send(&self, message: crate::message::Message) -> Result<(), PublishError> {
         self.inner.transport.publish(message).await
+    }
+
+    /// Publishes an event's message and returns once the broker confirmed it, counted in the
+    /// publish metrics of its event.
+    pub(crate) async fn publish_event(
+        &self,
+        message: crate::message::Message,
+    ) -> Result<(), PublishError> {
+        self.inner
+            .metrics
+            .publish(self.inner.transport.as_ref(), message)
+            .await
     }
 
     /// Declares `exchange` once per bus.
@@ -420,21 +442,24 @@ impl Bus {
         options: &PublishOptions,
     ) -> Result<Published, PublishError> {
         let contract = event.contract();
-        let span = tracing::debug_span!(
-            "publish",
-            routing_key = contract.routing_key(),
-            version = contract.version_str()
+        let span = trace::producer_span(
+            trace::Produce::Send,
+            trace::Destination {
+                namespace: self.inner.namespace.as_deref(),
+                name: contract.exchange().name(),
+            },
+            contract,
         );
         async move {
             self.declare_exchange(contract.exchange()).await?;
             let message = self.encode(contract, payload, options, None)?;
             let message_id = message.properties.message_id.clone().unwrap_or_default();
-            let result = match self.inner.transport.publish(message).await {
+            let result = match self.publish_event(message).await {
                 Err(error) if exchange_missing(&error) => {
                     tracing::warn!(%error, "the exchange is gone; declaring it again and re-publishing");
                     self.redeclare_exchange(contract.exchange()).await?;
                     let again = self.encode(contract, payload, options, Some(&message_id))?;
-                    self.inner.transport.publish(again).await
+                    self.publish_event(again).await
                 }
                 result => result,
             };
@@ -504,6 +529,11 @@ impl Bus {
         options: &PublishOptions,
         message_id: Option<&str>,
     ) -> Result<crate::message::Message, PublishError> {
+        // The publish span's context, unless the caller gave a trace parent of its own.
+        let context = match options.traceparent {
+            Some(_) => trace::TraceHeaders::default(),
+            None => trace::TraceHeaders::current(),
+        };
         let mut message = envelope::encode_with(
             contract,
             payload,
@@ -511,12 +541,14 @@ impl Bus {
                 app_id: &self.inner.app_id,
                 message_id: message_id.or(options.message_id.as_deref()),
                 correlation_id: options.correlation_id.as_deref(),
-                traceparent: options.traceparent.as_deref(),
+                traceparent: options.traceparent.as_deref().or(context.traceparent()),
+                tracestate: context.tracestate(),
             },
         )?;
         if self.inner.namespace.is_some() {
             message.exchange = Cow::Owned(self.exchange_name(contract.exchange()));
         }
+        trace::record_publish_message_id(message.properties.message_id.as_deref());
         Ok(message)
     }
 

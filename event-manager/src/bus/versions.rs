@@ -2,10 +2,13 @@
 
 use std::borrow::Cow;
 
+use tracing::Instrument;
+
 use super::{Bus, Published, exchange_missing};
 use crate::contract::{Event, EventDef};
 use crate::envelope;
 use crate::error::PublishError;
+use crate::telemetry::trace;
 
 /// A publish of one event in several major versions, built by [`Bus::publish_versions`].
 #[derive(Debug)]
@@ -45,6 +48,24 @@ impl<'b> VersionedPublish<'b> {
     pub async fn send(self) -> Result<Vec<Published>, PublishError> {
         let (contracts, mut messages): (Vec<_>, Vec<_>) = self.copies.into_iter().unzip();
         envelope::link_copies(&mut messages);
+        // A publish span per copy, whose trace context the copy carries.
+        let spans: Vec<tracing::Span> = contracts
+            .iter()
+            .zip(&mut messages)
+            .map(|(contract, message)| {
+                let span = trace::producer_span(
+                    trace::Produce::Send,
+                    trace::Destination {
+                        namespace: self.bus.inner.namespace.as_deref(),
+                        name: contract.exchange().name(),
+                    },
+                    contract,
+                );
+                trace::record_message_id(&span, message.properties.message_id.as_deref());
+                trace::TraceHeaders::of(&span).insert_into(&mut message.properties.headers);
+                span
+            })
+            .collect();
         for contract in &contracts {
             self.bus.declare_exchange(contract.exchange()).await?;
         }
@@ -57,14 +78,17 @@ impl<'b> VersionedPublish<'b> {
                 routed: true,
             })
             .collect();
-        let transport = self.bus.transport();
         let policies = &self.bus.inner.unroutable;
         // Kept for a second send of the copies whose exchange turns out to be gone: rare,
         // and a migration's dual publish is not the hot path.
         let kept = messages.clone();
-        let results =
-            futures_util::future::join_all(messages.into_iter().map(|m| transport.publish(m)))
-                .await;
+        let results = futures_util::future::join_all(
+            messages
+                .into_iter()
+                .zip(spans)
+                .map(|(m, span)| self.bus.publish_event(m).instrument(span)),
+        )
+        .await;
         let mut again = Vec::new();
         for (index, ((contract, message), result)) in
             contracts.iter().zip(kept).zip(results).enumerate()
@@ -82,7 +106,8 @@ impl<'b> VersionedPublish<'b> {
         }
         for (index, message) in again {
             let policy = policies.of(&contracts[index], None);
-            published[index].routed = policies.apply(policy, transport.publish(message).await)?;
+            published[index].routed =
+                policies.apply(policy, self.bus.publish_event(message).await)?;
         }
         Ok(published)
     }

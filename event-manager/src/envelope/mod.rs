@@ -7,7 +7,8 @@
 //!   key, `app_id` = publishing service, `correlation_id` when given, `delivery_mode = 2`;
 //! * headers: [`VERSION_HEADER`] with the full semver version, and the CloudEvents AMQP
 //!   binary-mode attributes with the `cloudEvents_` prefix (`cloudEvents_specversion`, `_id`,
-//!   `_type`, `_source`, `_time`, `_dataschema`), plus W3C `traceparent` when one is given.
+//!   `_type`, `_source`, `_time`, `_dataschema`), plus W3C `traceparent` and `tracestate`
+//!   when given (with the `otel` feature, taken from the publishing span).
 //!
 //! A consumer needs none of these headers: a message that carries only a routing key and a
 //! JSON body (as a Python service using kombu or pika sends it) is versioned by the `v<major>`
@@ -93,8 +94,11 @@ pub const ORIGINAL_EXPIRATION_HEADER: &str = "original-expiration";
 pub const DROPPED_HEADERS_HEADER: &str = "dropped-headers";
 /// The longest dead-letter reason kept; a longer error text is cut.
 pub const MAX_REASON_BYTES: usize = 2048;
-/// W3C trace context header.
+/// W3C trace context header: the trace id and the id of the publishing span.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// W3C trace context header: vendor-specific trace state, carried next to
+/// [`TRACEPARENT_HEADER`].
+pub const TRACESTATE_HEADER: &str = "tracestate";
 /// Header of an event published in several major versions at once (a migration): the
 /// comma-separated routing keys of every copy. A service handles only the copy with the
 /// highest major it has a callback for and acknowledges the others unhandled.
@@ -170,7 +174,7 @@ fn rfc3339_seconds(secs: u64) -> String {
 }
 
 /// Every header name of the wire contract.
-const HEADER_NAMES: [&str; 18] = [
+const HEADER_NAMES: [&str; 19] = [
     VERSION_HEADER,
     DROPPED_HEADERS_HEADER,
     ORIGINAL_EXPIRATION_HEADER,
@@ -182,6 +186,7 @@ const HEADER_NAMES: [&str; 18] = [
     FAILED_AT_HEADER,
     SERVICE_HEADER,
     TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
     PUBLISHED_AS_HEADER,
     cloud_events::SPECVERSION,
     cloud_events::ID,
@@ -224,6 +229,7 @@ pub(crate) struct Origin<'a> {
     pub message_id: Option<&'a str>,
     pub correlation_id: Option<&'a str>,
     pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
 }
 
 impl<'a> Origin<'a> {
@@ -238,6 +244,7 @@ impl<'a> Origin<'a> {
             message_id: None,
             correlation_id: None,
             traceparent: None,
+            tracestate: None,
         }
     }
 }
@@ -305,6 +312,9 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     headers.append_new(cloud_events::DATASCHEMA, contract.schema_id());
     if let Some(tp) = origin.traceparent {
         headers.append_new(TRACEPARENT_HEADER, tp.to_owned());
+    }
+    if let Some(ts) = origin.tracestate.filter(|ts| !ts.is_empty()) {
+        headers.append_new(TRACESTATE_HEADER, ts.to_owned());
     }
     let mut correlation_id = origin.correlation_id.map(str::to_owned);
     let mut content_encoding = None;

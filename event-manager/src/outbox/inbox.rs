@@ -157,6 +157,12 @@ impl<S: InboxStore> Inbox<S> {
         if !self.store.mark_handled(&mut tx, queue, &key).await? {
             tracing::debug!(%key, queue, "duplicate: handled before, acknowledged");
             self.duplicates.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(
+                crate::telemetry::metrics::DUPLICATES_SKIPPED,
+                "event" => delivery.routing_key().to_owned(),
+                "queue" => queue.to_owned()
+            )
+            .increment(1);
             return Ok(());
         }
         callback(payload, delivery, &mut tx).await?;

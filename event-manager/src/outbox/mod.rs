@@ -105,6 +105,7 @@ mod relay;
 use std::borrow::Cow;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 pub use codec::{DERIVED_KEY_PREFIX, OutboxMessage, dedup_key};
 pub use inbox::{DEFAULT_DEDUP_WINDOW, Inbox, InboxStore, TxCallback};
@@ -118,6 +119,7 @@ use crate::bus::{Bus, PublishOptions};
 use crate::contract::{Event, EventDef};
 use crate::envelope::{self, Origin};
 use crate::error::PublishError;
+use crate::telemetry::trace;
 
 /// What can go wrong in an outbox or an inbox.
 #[derive(Debug, thiserror::Error)]
@@ -212,17 +214,36 @@ impl<W: OutboxWrite + ?Sized> OutboxWriter<'_, W> {
         options: &PublishOptions,
     ) -> Result<String, StoreError> {
         let contract = event.contract();
+        let exchange = self.bus.exchange_name(contract.exchange());
+        let span = trace::producer_span(
+            trace::Produce::Create,
+            trace::Destination {
+                namespace: None,
+                name: &exchange,
+            },
+            contract,
+        );
+        // The trace context is stored with the row: the relay publishes it unchanged, and the
+        // consumers' process spans are children of this span.
+        let context = match options.traceparent {
+            Some(_) => trace::TraceHeaders::default(),
+            None => trace::TraceHeaders::of(&span),
+        };
         let origin = Origin {
             message_id: options.message_id.as_deref(),
             correlation_id: options.correlation_id.as_deref(),
-            traceparent: options.traceparent.as_deref(),
+            traceparent: options.traceparent.as_deref().or(context.traceparent()),
+            tracestate: context.tracestate(),
             ..self.bus.origin()
         };
         let message = envelope::encode_with(contract, payload, &origin)?;
-        let exchange = self.bus.exchange_name(contract.exchange());
         let row = OutboxMessage::from_message(&message, exchange, contract.exchange().is_durable());
         let message_id = row.message_id.clone();
-        self.tx.write_outbox(&self.table, row).await?;
+        trace::record_message_id(&span, Some(&message_id));
+        self.tx
+            .write_outbox(&self.table, row)
+            .instrument(span)
+            .await?;
         Ok(message_id)
     }
 }

@@ -103,13 +103,13 @@ impl Publisher {
                 declared.insert(row.exchange.clone());
             }
         }
-        let result = match transport.publish(message.clone()).await {
+        let result = match self.bus.publish_event(message.clone()).await {
             Err(error) if crate::bus::exchange_missing(&error) => {
                 transport
                     .declare_exchange(&row.exchange, row.durable)
                     .await
                     .map_err(PublishError::from)?;
-                transport.publish(message).await
+                self.bus.publish_event(message).await
             }
             result => result,
         };

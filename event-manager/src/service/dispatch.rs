@@ -1,6 +1,7 @@
 //! One message: its checks, its callbacks and the outcome they give.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::future::join_all;
 use tracing::Instrument;
@@ -23,21 +24,33 @@ pub(super) enum Outcome {
 /// Handles one delivery from start to settlement.
 pub(super) async fn handle(shared: &Shared, incoming: Incoming) {
     let message = incoming.message.clone();
-    let span = tracing::debug_span!(
-        "handle",
-        queue = %shared.topology.queue(),
-        routing_key = %message.routing_key,
-        message_id = message.properties.message_id.as_deref().unwrap_or("")
-    );
+    let span = crate::telemetry::trace::process_span(shared.topology.queue(), &message);
     async move {
-        let (outcome, attempts) = run_callbacks(shared, &message, incoming.redelivered).await;
-        outcome::apply(shared, incoming, &message, outcome, attempts).await;
+        let _in_flight = shared.in_flight.enter();
+        let started = Instant::now();
+        shared.status.delivered();
+        let (outcome, attempts, event) =
+            run_callbacks(shared, &message, incoming.redelivered).await;
+        // Counted under the event's routing key (a retry arrives from its wait queue under
+        // another one), or under the key it carried when no callback takes it.
+        let metrics = shared.metrics(event.unwrap_or(&message.routing_key));
+        metrics.consumed();
+        match &outcome {
+            Outcome::Handled => {}
+            Outcome::Retry(reason) | Outcome::DeadLetter(_, reason) => shared
+                .status
+                .error(format!("`{}`: {reason}", message.routing_key)),
+        }
+        if let Some(settled) = outcome::apply(shared, incoming, &message, outcome, attempts).await {
+            metrics.settled(settled, started.elapsed());
+        }
     }
     .instrument(span)
     .await;
 }
 
-/// Runs the callbacks for `message`; returns the outcome and the attempt number.
+/// Runs the callbacks for `message`; returns the outcome, the attempt number and the routing
+/// key of the event when a callback of the service takes it.
 ///
 /// Every callback registered for the routing key runs to completion, even when another one
 /// failed: the outcome is the first error, permanent when any error is permanent.
@@ -45,14 +58,18 @@ async fn run_callbacks(
     shared: &Shared,
     message: &Arc<Message>,
     redelivered: bool,
-) -> (Outcome, u32) {
+) -> (Outcome, u32, Option<&'static str>) {
     if message.body.len() > shared.max_body_bytes {
         let reason = format!(
             "body of {} bytes exceeds the limit of {} bytes",
             message.body.len(),
             shared.max_body_bytes
         );
-        return (Outcome::DeadLetter(DeadLetterKind::TooLarge, reason), 1);
+        return (
+            Outcome::DeadLetter(DeadLetterKind::TooLarge, reason),
+            1,
+            None,
+        );
     }
     let received = match envelope::read(message) {
         Ok(r) => r,
@@ -61,7 +78,7 @@ async fn run_callbacks(
                 envelope::EnvelopeError::Body(_) => DeadLetterKind::Undecodable,
                 _ => DeadLetterKind::BadEnvelope,
             };
-            return (Outcome::DeadLetter(kind, e.to_string()), 1);
+            return (Outcome::DeadLetter(kind, e.to_string()), 1, None);
         }
     };
     let attempt = received.attempts.saturating_add(1);
@@ -69,11 +86,11 @@ async fn run_callbacks(
         && preferred != received.routing_key
     {
         tracing::debug!(%preferred, "another major of this event is handled instead; skipping this copy");
-        return (Outcome::Handled, attempt);
+        return (Outcome::Handled, attempt, None);
     }
-    let Some(route) = shared.routes.get(received.routing_key) else {
+    let Some((&event, route)) = shared.routes.get_key_value(received.routing_key) else {
         let (kind, reason) = no_route_reason(shared, received.routing_key);
-        return (Outcome::DeadLetter(kind, reason), attempt);
+        return (Outcome::DeadLetter(kind, reason), attempt, None);
     };
     let delivery = Delivery {
         message: message.clone(),
@@ -84,14 +101,18 @@ async fn run_callbacks(
     let result = match route.handlers.as_slice() {
         [only] => match only(&received.payload, delivery) {
             Ok(f) => guarded(f).await,
-            Err((kind, reason)) => return (Outcome::DeadLetter(kind, reason), attempt),
+            Err((kind, reason)) => {
+                return (Outcome::DeadLetter(kind, reason), attempt, Some(event));
+            }
         },
         handlers => {
             let mut futures = Vec::with_capacity(handlers.len());
             for handler in handlers {
                 match handler(&received.payload, delivery.clone()) {
                     Ok(f) => futures.push(guarded(f)),
-                    Err((kind, reason)) => return (Outcome::DeadLetter(kind, reason), attempt),
+                    Err((kind, reason)) => {
+                        return (Outcome::DeadLetter(kind, reason), attempt, Some(event));
+                    }
                 }
             }
             combine(join_all(futures).await)
@@ -105,7 +126,7 @@ async fn run_callbacks(
         ),
         Err(e) => Outcome::Retry(e.to_string()),
     };
-    (outcome, attempt)
+    (outcome, attempt, Some(event))
 }
 
 /// For an event published in several majors at once: the copy this service handles, the one

@@ -78,6 +78,7 @@
 
 mod dispatch;
 mod handler;
+mod health;
 mod outcome;
 mod retry;
 mod runner;
@@ -93,6 +94,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 pub use handler::{Delivery, HandlerError, HandlerResultExt};
+pub use health::{Health, HealthProbe};
 pub use retry::RetryPolicy;
 pub use runner::RunningService;
 

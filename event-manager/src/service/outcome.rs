@@ -22,6 +22,7 @@ use super::runner::Shared;
 use crate::envelope::{self, DeadLetterKind};
 use crate::error::{ConsumeError, PublishError, TopologyError};
 use crate::message::Message;
+use crate::telemetry::metrics::Settled;
 use crate::transport::Incoming;
 
 /// The first pause after a failed move; it doubles with each further failure.
@@ -32,37 +33,42 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const LOUD_AFTER: u32 = 3;
 
 /// Applies the `outcome` of handling `incoming`: acknowledges it, or moves it to a wait or
-/// dead-letter queue and acknowledges it once the broker confirmed the move.
+/// dead-letter queue and acknowledges it once the broker confirmed the move. Returns how it
+/// ended, or `None` when it went back to the queue (the service stopped before the move).
 pub(super) async fn apply(
     shared: &Shared,
     incoming: Incoming,
     message: &Message,
     outcome: Outcome,
     attempt: u32,
-) {
-    let forward = match outcome {
-        Outcome::Handled => None,
+) -> Option<Settled> {
+    let (forward, settled) = match outcome {
+        Outcome::Handled => (None, Settled::Handled),
         Outcome::Retry(reason) => match shared.retry.delay_before(attempt.saturating_add(1)) {
             Some(delay) => {
                 tracing::info!(attempt, ?delay, %reason, "callback failed; will retry");
                 let wait = shared.topology.wait_queue(delay);
-                Some(envelope::to_retry(message, &wait, attempt))
+                (
+                    Some(envelope::to_retry(message, &wait, attempt)),
+                    Settled::Retried,
+                )
             }
             None => {
                 let reason = format!("gave up after {attempt} attempt(s): {reason}");
                 tracing::warn!(%reason, "dead-lettering");
-                Some(dead_letter(
-                    shared,
-                    message,
-                    attempt,
-                    DeadLetterKind::HandlerFailed,
-                    &reason,
-                ))
+                let kind = DeadLetterKind::HandlerFailed;
+                (
+                    Some(dead_letter(shared, message, attempt, kind, &reason)),
+                    Settled::DeadLettered(kind.as_str()),
+                )
             }
         },
         Outcome::DeadLetter(kind, reason) => {
             tracing::warn!(%kind, %reason, "dead-lettering");
-            Some(dead_letter(shared, message, attempt, kind, &reason))
+            (
+                Some(dead_letter(shared, message, attempt, kind, &reason)),
+                Settled::DeadLettered(kind.as_str()),
+            )
         }
     };
     if let Some(forward) = forward
@@ -72,11 +78,12 @@ pub(super) async fn apply(
         if let Err(error) = incoming.reject(true).await {
             tracing::warn!(%error, "requeue failed; the broker will deliver the message again");
         }
-        return;
+        return None;
     }
     if let Err(error) = incoming.ack().await {
         tracing::warn!(%error, "ack failed; the broker will deliver the message again");
     }
+    Some(settled)
 }
 
 fn dead_letter(

@@ -12,10 +12,12 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::dispatch::handle;
+use super::health::{HealthProbe, Status};
 use super::subscriptions;
 use super::{Route, Service};
 use crate::error::{ConsumeError, Entity, TopologyError};
 use crate::registry;
+use crate::telemetry::metrics::{InFlight, ProcessMetrics};
 use crate::topology::ServiceTopology;
 use crate::transport::Subscription;
 
@@ -43,9 +45,24 @@ pub(super) struct Shared {
     pub(super) closing: watch::Receiver<bool>,
     /// One re-declaration of the topology at a time.
     redeclaring: tokio::sync::Mutex<()>,
+    /// The metric handles per routing key with a callback.
+    metrics: BTreeMap<&'static str, Arc<ProcessMetrics>>,
+    /// Deliveries taken and not settled yet.
+    pub(super) in_flight: InFlight,
+    /// What [`HealthProbe`] reports.
+    pub(super) status: Arc<Status>,
 }
 
 impl Shared {
+    /// The metric handles of a delivery with routing key `key`; registered on the spot for a
+    /// key without a callback (it is dead-lettered: a rare path).
+    pub(super) fn metrics(&self, key: &str) -> Arc<ProcessMetrics> {
+        match self.metrics.get(key) {
+            Some(found) => found.clone(),
+            None => Arc::new(ProcessMetrics::new(key, self.topology.queue())),
+        }
+    }
+
     /// Declares the service's topology again (a forward found a queue missing, or the
     /// periodic refresh), within [`REDECLARE_TIMEOUT`].
     pub(super) async fn redeclare(&self) -> Result<(), TopologyError> {
@@ -81,6 +98,7 @@ pub struct RunningService {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), ConsumeError>>,
     queue: String,
+    probe: HealthProbe,
 }
 
 impl std::fmt::Debug for RunningService {
@@ -92,6 +110,40 @@ impl std::fmt::Debug for RunningService {
 }
 
 impl RunningService {
+    /// A handle on this service's health (connected, consuming, last error, last delivery),
+    /// for a health endpoint: cheap to clone and usable from another task.
+    ///
+    /// ```
+    /// # use event_manager::{Bus, Event, Exchange};
+    /// # use schemars::JsonSchema;
+    /// # use serde::{Deserialize, Serialize};
+    /// # pub const SHOP: Exchange = Exchange::topic("shop_health_doc");
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
+    /// # #[event(exchange = SHOP, version = "1.0.0", events(placed))]
+    /// # pub struct Cart { pub id: u64 }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = Bus::in_memory();
+    /// let mut service = bus.service("carts");
+    /// service.on(Cart::PLACED, |_: Cart, _| async { Ok(()) });
+    /// let running = service.start().await?;
+    /// let probe = running.health_probe();
+    /// assert!(probe.health().is_healthy());
+    /// running.shutdown().await?;
+    /// let health = probe.health();
+    /// assert!(!health.consuming && !health.is_healthy());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn health_probe(&self) -> HealthProbe {
+        self.probe.clone()
+    }
+
+    /// This service's health now; see [`RunningService::health_probe`].
+    pub fn health(&self) -> super::Health {
+        self.probe.health()
+    }
+
     /// Stops taking messages and returns within the grace period of the service
     /// ([`Service::shutdown_grace`]): the cancel of the subscription and the running callbacks
     /// share it. Callbacks that finish in time are settled; whatever is unfinished then is
@@ -99,6 +151,19 @@ impl RunningService {
     pub async fn shutdown(self) -> Result<(), ConsumeError> {
         let _ = self.stop.send(true);
         self.stopped().await
+    }
+
+    /// Runs until `shutdown` resolves, then shuts down gracefully; returns early with an
+    /// error if the subscription ends by itself. [`Service::run_until`] for a service started
+    /// with [`Service::start`], e.g. to take its [`RunningService::health_probe`] first.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ConsumeError> {
+        tokio::select! {
+            () = shutdown => self.shutdown().await,
+            result = &mut self.task => flatten(&self.queue, result),
+        }
     }
 
     /// Waits until the service stops by itself (its subscription ended for good).
@@ -128,11 +193,7 @@ impl Service {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ConsumeError> {
-        let mut running = self.start().await?;
-        tokio::select! {
-            () = shutdown => running.shutdown().await,
-            result = &mut running.task => flatten(&running.queue, result),
-        }
+        self.start().await?.run_until(shutdown).await
     }
 
     /// Declares the queue, its bindings, wait and dead-letter queues, and starts consuming.
@@ -149,13 +210,28 @@ impl Service {
         let queue = topology.queue().to_owned();
         let subscription = subscriptions::subscribe(&topology, self.prefetch).await?;
         let (closing, closing_rx) = watch::channel(false);
+        let metrics = self
+            .routes
+            .keys()
+            .map(|&key| (key, Arc::new(ProcessMetrics::new(key, &queue))))
+            .collect();
+        let status = Arc::new(Status::default());
+        status.set_consuming(true);
+        let probe = HealthProbe {
+            queue: queue.clone(),
+            status: status.clone(),
+            transport: topology.bus().transport().clone(),
+        };
         let shared = Arc::new(Shared {
+            in_flight: InFlight::new(&queue),
             topology,
             routes: self.routes,
             retry: self.retry,
             max_body_bytes: self.max_body_bytes,
             closing: closing_rx,
             redeclaring: tokio::sync::Mutex::new(()),
+            metrics,
+            status,
         });
         let limits = Limits {
             concurrency: self.concurrency,
@@ -165,7 +241,12 @@ impl Service {
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(consume_loop(shared, subscription, stopped, closing, limits));
-        Ok(RunningService { stop, task, queue })
+        Ok(RunningService {
+            stop,
+            task,
+            queue,
+            probe,
+        })
     }
 }
 
@@ -207,8 +288,10 @@ async fn consume_loop(
             let Some(incoming) = next else {
                 // The broker cancelled the consumer (its queue was deleted) or the connection
                 // is given up: declare the topology again and consume anew, or fail the run.
+                shared.status.set_consuming(false);
                 match resubscribe(&shared, subscription.end_reason(), limits.prefetch).await {
                     Ok(fresh) => {
+                        shared.status.set_consuming(true);
                         // Deliveries in flight still settle on the old one's channel.
                         retired.push(std::mem::replace(&mut subscription, fresh));
                         continue;
@@ -237,6 +320,10 @@ async fn consume_loop(
         }
     };
     drop(check);
+    shared.status.set_consuming(false);
+    if let Some(reason) = &failure {
+        shared.status.error(reason.clone());
+    }
     let _ = closing.send(true);
     wind_down(&shared, subscription, in_flight, retired, limits.grace).await;
     if ended && !*stop.borrow() {
@@ -274,6 +361,9 @@ async fn resubscribe(
             }
             Err(error) => {
                 tracing::warn!(%queue, attempt, %error, "consuming anew failed");
+                shared
+                    .status
+                    .error(format!("consuming anew failed: {error}"));
                 last = error.to_string();
             }
         }
@@ -338,7 +428,12 @@ fn topology_refresh(shared: Arc<Shared>) -> BoxFuture<'static, ()> {
         let queue = shared.topology.queue();
         match shared.redeclare().await {
             Ok(()) => tracing::trace!(%queue, "topology declared again"),
-            Err(error) => tracing::warn!(%queue, %error, "declaring the topology again failed"),
+            Err(error) => {
+                tracing::warn!(%queue, %error, "declaring the topology again failed");
+                shared
+                    .status
+                    .error(format!("declaring the topology again failed: {error}"));
+            }
         }
     })
 }

@@ -48,7 +48,7 @@ impl ServiceTopology {
         self.queues.wait_queue(delay)
     }
 
-    fn bus(&self) -> &Bus {
+    pub(crate) fn bus(&self) -> &Bus {
         self.queues.bus()
     }
 

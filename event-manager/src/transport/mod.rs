@@ -276,6 +276,11 @@ pub trait Transport: Send + Sync + 'static {
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError>;
     /// Closes the connection; later calls fail.
     async fn close(&self);
+    /// Whether the connection to the broker is up now: false while it is being
+    /// re-established, and once it was given up or closed.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

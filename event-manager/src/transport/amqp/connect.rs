@@ -273,6 +273,8 @@ pub(super) async fn watchdog(
     health: watch::Sender<Health>,
 ) {
     let mut down_since: Option<Instant> = None;
+    // Counted down when the watchdog ends: the connection is closed, dead or dropped.
+    let mut up = crate::telemetry::metrics::ConnectionUp::opened();
     let mut interval = tokio::time::interval(WATCH_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -284,6 +286,7 @@ pub(super) async fn watchdog(
             return;
         };
         let status = connection.status();
+        up.set(status.connected());
         if status.connected() {
             if down_since.take().is_some() {
                 tracing::info!("broker connection re-established");

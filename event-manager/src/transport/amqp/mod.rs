@@ -356,6 +356,10 @@ impl Transport for AmqpTransport {
             Err(_) => tracing::warn!("closing the connection got no answer in time"),
         }
     }
+
+    fn is_connected(&self) -> bool {
+        *self.health.borrow() == Health::Alive && self.connection.status().connected()
+    }
 }
 
 #[cfg(test)]
