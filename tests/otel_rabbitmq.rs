@@ -266,6 +266,19 @@ async fn a_retried_delivery_stays_in_the_trace_of_its_publish(env: &Env) {
             [(trace_id, publish.span_context.span_id())],
             "attempt {attempt}: one link, to the publish span"
         );
+        // The first attempt failed (retried): its span says so; the retry succeeded.
+        let failed = matches!(process.status, opentelemetry::trace::Status::Error { .. });
+        assert_eq!(
+            failed,
+            attempt == "1",
+            "attempt {attempt}: {:?}",
+            process.status
+        );
+        assert_eq!(
+            attr(process, "error.type").as_deref(),
+            (attempt == "1").then_some("handler-failed"),
+            "attempt {attempt}"
+        );
         assert_eq!(
             attr(process, "messaging.system").as_deref(),
             Some("rabbitmq")

@@ -33,13 +33,17 @@ pub(super) async fn handle(shared: &Shared, incoming: Incoming) {
             run_callbacks(shared, &message, incoming.redelivered).await;
         // Counted under the event's routing key (a retry arrives from its wait queue under
         // another one), or under the key it carried when no callback takes it.
-        let metrics = shared.metrics(event.unwrap_or(&message.routing_key));
+        let key = event.unwrap_or(&message.routing_key);
+        let metrics = shared.metrics(key);
         metrics.consumed();
-        match &outcome {
-            Outcome::Handled => {}
-            Outcome::Retry(reason) | Outcome::DeadLetter(_, reason) => shared
-                .status
-                .error(format!("`{}`: {reason}", message.routing_key)),
+        let failure = match &outcome {
+            Outcome::Handled => None,
+            Outcome::Retry(reason) => Some((DeadLetterKind::HandlerFailed, reason)),
+            Outcome::DeadLetter(kind, reason) => Some((*kind, reason)),
+        };
+        if let Some((kind, reason)) = failure {
+            crate::telemetry::trace::record_failure(kind.as_str());
+            shared.status.error(format!("`{key}`: {reason}"));
         }
         if let Some(settled) = outcome::apply(shared, incoming, &message, outcome, attempts).await {
             metrics.settled(settled, started.elapsed());

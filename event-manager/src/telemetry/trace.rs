@@ -227,6 +227,8 @@ pub(crate) fn process_span(queue: &str, message: &Message) -> Span {
         event_manager.event.version = envelope::our_header(headers, envelope::VERSION_HEADER)
             .and_then(HeaderValue::as_str),
         event_manager.attempt = attempt(headers),
+        otel.status_code = Empty,
+        error.type = Empty,
     );
     if span.is_disabled() {
         return span;
@@ -240,6 +242,16 @@ pub(crate) fn process_span(queue: &str, message: &Message) -> Span {
     #[cfg(feature = "otel")]
     otel::adopt(&span, headers);
     span
+}
+
+/// Marks the current process span as failed: the delivery is retried or dead-lettered, for
+/// the reason `error_type` (a dead-letter reason kind such as `permanent-error`).
+pub(crate) fn record_failure(error_type: &'static str) {
+    let span = Span::current();
+    if !span.is_disabled() {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", error_type);
+    }
 }
 
 /// The attempt a delivery is: one more than the attempts its headers count.
