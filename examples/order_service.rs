@@ -5,6 +5,9 @@
 //! AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example order_service -- --count 10000
 //! ```
 //!
+//! `AMQP_URL` may list the nodes of a cluster, comma-separated. `--rate 500` publishes at
+//! most 500 orders per second.
+//!
 //! `EVENT_MANAGER_NAMESPACE=ns` puts its exchange and the queues it declares in a namespace.
 //! `--metrics 127.0.0.1:9464` serves `/metrics` and `/health` and keeps serving after the
 //! last confirm, until Ctrl-C / SIGTERM, so that the figures can be scraped.
@@ -22,6 +25,10 @@ struct Args {
     /// How many publishes may await their confirm at once.
     #[arg(long, default_value_t = 512)]
     in_flight: usize,
+    /// Publish at most this many orders per second (default: as fast as confirms come), so
+    /// that a fault can be injected while the stream runs.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Serve `/metrics` (Prometheus text) and `/health` on this address, and keep serving
     /// after publishing until a signal.
     #[arg(long)]
@@ -42,10 +49,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     services::logistics(&bus).declare().await?;
 
     let started = std::time::Instant::now();
+    let rate = args.rate.filter(|rate| *rate > 0.0);
     let published: u64 = stream::iter(0..args.count)
         .map(|id| {
             let bus = &bus;
             async move {
+                if let Some(rate) = rate {
+                    let due = std::time::Duration::from_secs_f64(id as f64 / rate);
+                    tokio::time::sleep_until((started + due).into()).await;
+                }
                 let order = Order::sample(id);
                 if id % 2 == 0 {
                     order.submit(bus).await?;

@@ -137,9 +137,11 @@ pub enum ConnectError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TopologyError {
-    /// The entity exists with different settings (RabbitMQ `PRECONDITION_FAILED`).
+    /// The entity exists with different settings (RabbitMQ `PRECONDITION_FAILED`). For a
+    /// queue, the message says how to move it to its new declaration.
     #[error(
-        "{entity} already exists with a different `{argument}`: {detail}; delete it or declare it with the same settings"
+        "{entity} already exists with a different `{argument}`: {detail}; {}",
+        mismatch_advice(entity, argument, detail)
     )]
     Mismatch {
         /// The entity, e.g. ``queue `billing_order` ``.
@@ -174,6 +176,78 @@ pub enum TopologyError {
         #[source]
         source: Option<Cause>,
     },
+}
+
+/// What to do about a [`TopologyError::Mismatch`]. A queue's type and arguments cannot change
+/// in place: its messages have to move to a new queue, which `Service::migrate_queues` does.
+fn mismatch_advice(entity: &Entity, argument: &str, detail: &str) -> String {
+    let Entity::Queue(queue) = entity else {
+        return "delete it or declare it with the same settings".to_owned();
+    };
+    // The service a dead-letter, retry, wait or temporary queue belongs to, and its namespace.
+    let mut service = queue.as_str();
+    for suffix in [".dlq", ".retried", ".migrating"] {
+        service = service.strip_suffix(suffix).unwrap_or(service);
+    }
+    if let Some((base, wait)) = service.rsplit_once(".wait.")
+        && wait.ends_with("ms")
+    {
+        service = base;
+    }
+    let service = match service.rsplit_once('.') {
+        Some((namespace, service)) => format!("{service} --namespace {namespace}"),
+        None => service.to_owned(),
+    };
+    let migrate = format!(
+        "stop the service and run `Service::migrate_queues` or `event-manager queues migrate --service {service} --bind <exchange>=<pattern>...` (README: Running in production)"
+    );
+    match queue_types(detail).filter(|_| argument == "x-queue-type") {
+        Some((declared, existing)) => {
+            let keep = match existing {
+                "classic" => ", or keep classic queues with `Service::queue_kind(QueueKind::Classic)`",
+                "quorum" => ", or keep quorum queues with `Service::queue_kind(QueueKind::Quorum)`",
+                _ => "",
+            };
+            format!(
+                "{entity} exists as a {existing} queue but the service declares a {declared} queue; a queue's type cannot change in place: {migrate}{keep}"
+            )
+        }
+        // RabbitMQ names the first argument that differs, often not the type: a classic
+        // service queue differs from its quorum declaration in its dead-letter exchange.
+        None => format!(
+            "{entity} was declared otherwise before (e.g. as a classic queue, where the service now declares a quorum queue); a queue's type and arguments cannot change in place: {migrate}, or, if it is a classic queue, keep classic queues with `Service::queue_kind(QueueKind::Classic)`"
+        ),
+    }
+}
+
+/// The queue types an `x-queue-type` mismatch names, declared then existing: in RabbitMQ's
+/// words (`received the value 'quorum' of type 'longstr' but current is none`) or in the
+/// in-memory broker's (`declared Quorum but exists Classic`).
+fn queue_types(detail: &str) -> Option<(&'static str, &'static str)> {
+    let (declared, existing) = match detail.split_once(" but current is ") {
+        Some((received, current)) => (received.rsplit_once("received ")?.1, current),
+        None => {
+            let (declared, existing) = detail.split_once(" but exists ")?;
+            (declared.strip_prefix("declared ")?, existing)
+        }
+    };
+    Some((queue_type(declared)?, queue_type(existing)?))
+}
+
+/// `classic`, `quorum` or `stream`, from `none` (no type: classic), `the value 'quorum' of
+/// type 'longstr'` or `Quorum`.
+fn queue_type(text: &str) -> Option<&'static str> {
+    let text = text.trim();
+    let word = match text.strip_prefix("the value '") {
+        Some(quoted) => quoted.split('\'').next()?,
+        None => text.split_whitespace().next()?,
+    };
+    match word.to_ascii_lowercase().as_str() {
+        "none" | "classic" => Some("classic"),
+        "quorum" => Some("quorum"),
+        "stream" => Some("stream"),
+        _ => None,
+    }
 }
 
 /// A failure to publish. When `publish` returns `Ok`, the broker has confirmed the message.

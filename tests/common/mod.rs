@@ -167,6 +167,21 @@ impl Env {
         self.transport().publish(message).await
     }
 
+    /// The next message of `queue` (basic.get, unsettled), waiting up to 10 s for it.
+    pub async fn get_within(&self, queue: &str) -> event_manager::transport::Incoming {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(incoming) = self.transport().get(queue).await.expect("basic.get") {
+                return incoming;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no message arrived in {queue} within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until `queue` holds a message and takes it (acknowledged).
     pub async fn take(&self, queue: &str) -> Message {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -68,7 +68,8 @@ macro_rules! shared_conformance_cases {
             newer_minor_with_extra_field_is_accepted,
             headerless_message_is_versioned_by_routing_key,
             shutdown_lets_running_callbacks_finish,
-            quorum_queue_is_opt_in,
+            quorum_is_the_default_and_classic_opt_in,
+            past_the_delivery_limit_a_delivery_is_dead_lettered,
             wrong_version_header_is_dead_lettered_at_once,
             namespaces_keep_tenants_apart,
             every_callback_runs_to_completion_when_one_fails,
@@ -924,10 +925,9 @@ pub async fn dual_published_event_is_handled_once_per_service(env: &Env) {
     new.shutdown().await.unwrap();
 }
 
-pub async fn quorum_queue_is_opt_in(env: &Env) {
+pub async fn quorum_is_the_default_and_classic_opt_in(env: &Env) {
     let (rec, mut seen) = recorder();
     let mut billing = env.service("quorum_billing");
-    billing.queue_kind(QueueKind::Quorum);
     billing.on(Order::SUBMIT, move |o: Order, _| {
         let rec = rec.clone();
         async move {
@@ -940,16 +940,61 @@ pub async fn quorum_queue_is_opt_in(env: &Env) {
     Order::sample(71).submit(&env.bus).await.unwrap();
     assert_eq!(seen.take(1).await, [71]);
     running.shutdown().await.unwrap();
-    // The queue exists as a quorum queue: declaring it classic is a named mismatch.
+    // The queue exists as a quorum queue: declaring it classic is a named mismatch (RabbitMQ
+    // names the first argument that differs, the in-memory broker the queue type).
     let err = env
         .transport()
         .declare_queue(&QueueSpec::durable(env.broker_queue(&queue)))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, TopologyError::Mismatch { .. }), "{err:?}");
+    let mut quorum = QueueSpec::durable(env.raw_queue("plain_quorum"));
+    quorum.kind = QueueKind::Quorum;
+    env.transport().declare_queue(&quorum).await.unwrap();
+    let err = env
+        .transport()
+        .declare_queue(&QueueSpec::durable(quorum.name.clone()))
         .await
         .unwrap_err();
     assert!(
         matches!(&err, TopologyError::Mismatch { argument, .. } if argument == "x-queue-type"),
         "{err:?}"
     );
+    // Classic is an opt-in: the service's queues are then classic.
+    let mut classic = env.service("classic_billing");
+    classic.queue_kind(QueueKind::Classic);
+    classic.declare().await.unwrap();
+    let queue = classic.queue().to_owned();
+    env.transport()
+        .declare_queue(&QueueSpec::durable(env.broker_queue(&queue)))
+        .await
+        .unwrap();
+}
+
+/// A delivery handed back unsettled more times than the delivery limit goes to the
+/// dead-letter queue (RabbitMQ: `x-first-death-reason: delivery_limit`), not lost.
+pub async fn past_the_delivery_limit_a_delivery_is_dead_lettered(env: &Env) {
+    let mut billing = env.service("limited_billing");
+    billing.delivery_limit(2);
+    billing.on(Order::SUBMIT, |_: Order, _| async { ok() });
+    billing.declare().await.unwrap();
+    let queue = env.broker_queue(billing.queue());
+    Order::sample(72).submit(&env.bus).await.unwrap();
+    // Three deliveries handed back: the third return is past the limit of 2.
+    for returned in 1..=3 {
+        let incoming = env.get_within(&queue).await;
+        assert_eq!(incoming.redelivered, returned > 1, "delivery {returned}");
+        incoming.reject(true).await.unwrap();
+    }
+    let dead = env.take(&env.dlq(billing.queue())).await;
+    let letter_kind = envelope::DeadLetterKind::of(&dead);
+    assert_eq!(
+        letter_kind,
+        Some(envelope::DeadLetterKind::DeliveryLimit),
+        "{:?}",
+        dead.properties.headers
+    );
+    assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 0);
 }
 
 pub async fn wrong_version_header_is_dead_lettered_at_once(env: &Env) {

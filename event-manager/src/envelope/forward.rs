@@ -62,11 +62,16 @@ pub enum DeadLetterKind {
     BadEnvelope,
     /// Decoding or upcasting the payload panicked (`panicked`).
     Panicked,
+    /// RabbitMQ dead-lettered it: it was handed back to the queue more times than the
+    /// queue's delivery limit, e.g. because each delivery crashed or stopped the consumer
+    /// before it settled the message (`delivery-limit`). Read from RabbitMQ's
+    /// `x-first-death-reason` header (`delivery_limit`).
+    DeliveryLimit,
 }
 
 impl DeadLetterKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Undecodable,
         Self::UnsupportedVersion,
         Self::NoCallback,
@@ -75,6 +80,7 @@ impl DeadLetterKind {
         Self::TooLarge,
         Self::BadEnvelope,
         Self::Panicked,
+        Self::DeliveryLimit,
     ];
 
     /// The header value, e.g. `handler-failed`.
@@ -88,16 +94,23 @@ impl DeadLetterKind {
             Self::TooLarge => "too-large",
             Self::BadEnvelope => "bad-envelope",
             Self::Panicked => "panicked",
+            Self::DeliveryLimit => "delivery-limit",
         }
     }
 
     /// The kind a dead letter carries in its [`DEAD_LETTER_KIND_HEADER`], if it carries a
-    /// known one.
+    /// known one; [`DeadLetterKind::DeliveryLimit`] for one RabbitMQ dead-lettered past the
+    /// delivery limit.
     pub fn of(message: &Message) -> Option<Self> {
-        our_header(&message.properties.headers, DEAD_LETTER_KIND_HEADER)?
-            .as_str()?
-            .parse()
-            .ok()
+        let headers = &message.properties.headers;
+        match our_header(headers, DEAD_LETTER_KIND_HEADER) {
+            Some(kind) => kind.as_str()?.parse().ok(),
+            None => (headers
+                .get(BROKER_DEATH_REASON_HEADER)
+                .and_then(HeaderValue::as_str)
+                == Some("delivery_limit"))
+            .then_some(Self::DeliveryLimit),
+        }
     }
 }
 

@@ -81,6 +81,9 @@ pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "original-routing-key";
 pub const DEAD_LETTER_REASON_HEADER: &str = "dead-letter-reason";
 /// Header with why a message was dead-lettered, for programs: a [`DeadLetterKind`].
 pub const DEAD_LETTER_KIND_HEADER: &str = "dead-letter-kind";
+/// Header RabbitMQ sets on a message it dead-lettered itself, with why: `expired`,
+/// `rejected`, `maxlen` or `delivery_limit`.
+pub const BROKER_DEATH_REASON_HEADER: &str = "x-first-death-reason";
 /// Header with when a message was dead-lettered (RFC 3339).
 pub const FAILED_AT_HEADER: &str = "failed-at";
 /// Header with the service (queue) that dead-lettered a message.

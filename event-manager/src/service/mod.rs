@@ -102,7 +102,7 @@ use crate::bus::Bus;
 use crate::contract::{Event, EventDef, Exchange};
 use crate::error::ConsumeError;
 use crate::routing::{BindingPattern, RoutingKey};
-use crate::topology::{ServiceQueues, ServiceTopology};
+use crate::topology::{Migrated, ServiceQueues, ServiceTopology};
 use crate::transport::QueueKind;
 use handler::{Callback, ErasedHandler, erase};
 
@@ -125,6 +125,7 @@ pub struct Service {
     pub(crate) concurrency: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) queue_kind: QueueKind,
+    pub(crate) delivery_limit: u32,
     pub(crate) shutdown_grace: Duration,
     pub(crate) topology_refresh: Duration,
 }
@@ -141,6 +142,9 @@ impl std::fmt::Debug for Service {
 /// The default largest body a service accepts: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
+/// The default [`Service::delivery_limit`]: 50.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 50;
+
 impl Service {
     pub(crate) fn new(bus: Bus, queue: String) -> Self {
         Self {
@@ -152,7 +156,8 @@ impl Service {
             prefetch: 100,
             concurrency: 16,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            queue_kind: QueueKind::Classic,
+            queue_kind: QueueKind::Quorum,
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
             shutdown_grace: Duration::from_secs(30),
             topology_refresh: Duration::from_secs(30),
         }
@@ -241,9 +246,34 @@ impl Service {
         self
     }
 
-    /// Classic (default) or quorum queue.
+    /// Quorum (the default) or classic queues: the service queue, its wait queues, its retry
+    /// queue and its dead-letter queue are all of this kind.
+    ///
+    /// Quorum queues are replicated over the nodes of a cluster and survive the loss of a
+    /// minority of them; they hand retries on with RabbitMQ's at-least-once dead-letter
+    /// strategy. Classic queues live on one node. A queue's kind cannot change in place: a
+    /// service whose queues exist as classic ones fails to start with
+    /// [`TopologyError::Mismatch`](crate::TopologyError::Mismatch) on `x-queue-type`, until
+    /// they are moved with [`Service::migrate_queues`] or it asks for
+    /// [`QueueKind::Classic`] here.
     pub fn queue_kind(&mut self, kind: QueueKind) -> &mut Self {
         self.queue_kind = kind;
+        self
+    }
+
+    /// On quorum queues, how many times a delivery may be handed back to the queue
+    /// unsettled (its consumer crashed, lost its connection or stopped before settling it)
+    /// before RabbitMQ moves it to the dead-letter queue, with
+    /// [`DeadLetterKind::DeliveryLimit`](crate::envelope::DeadLetterKind::DeliveryLimit)
+    /// (default [`DEFAULT_DELIVERY_LIMIT`], at least 1).
+    ///
+    /// It stops a message that crashes every process handling it from looping forever.
+    /// Failed callbacks do not count: they are retried through the wait queues and their
+    /// deliveries acknowledged. The limit is set explicitly because RabbitMQ 4 otherwise
+    /// applies 20 and, without a dead-letter target, drops the message; here the dead
+    /// letter is handed on at-least-once. Classic queues have no limit.
+    pub fn delivery_limit(&mut self, limit: u32) -> &mut Self {
+        self.delivery_limit = limit.max(1);
         self
     }
 
@@ -280,9 +310,65 @@ impl Service {
         Ok(())
     }
 
+    /// Recreates every queue of the service that exists with another declaration than this
+    /// service's (classic where it declares quorum queues, or a quorum queue without its
+    /// delivery limit…), without losing a message, and returns what it moved; then
+    /// [`Service::declare`] and [`Service::start`] succeed.
+    ///
+    /// **Stop every consumer of the service first** (every process running it): a message
+    /// a consumer holds unacknowledged when its queue is deleted is lost. Publishers may go
+    /// on publishing.
+    ///
+    /// Each queue to recreate is emptied into a temporary queue `<queue>.migrating` of the
+    /// new kind (the service queue's bindings are switched over to it first, so no publish
+    /// is unroutable), deleted once empty, declared anew with the service's bindings, and
+    /// refilled from the temporary queue, which is then deleted. Every message is moved
+    /// with `basic.get`, a confirmed publish through the default exchange and an
+    /// acknowledgement after the confirm; it keeps its body, message id, properties and
+    /// headers (one that lacks them gets `original-exchange` and `original-routing-key`, so
+    /// that it is still dispatched by its event). Wait queues restart their delay.
+    ///
+    /// Delivery stays at-least-once: a publish that races the switch of the bindings can
+    /// land twice, as can a message whose copy was confirmed when the process died.
+    /// Running it again is how a migration interrupted by a crash or an error is finished:
+    /// a `<queue>.migrating` left over is emptied back. When nothing differs and nothing is
+    /// left over, it changes nothing and returns an empty list.
+    ///
+    /// ```standalone_crate
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use event_manager::Bus;
+    /// use event_manager::transport::QueueKind;
+    ///
+    /// let bus = Bus::in_memory();
+    /// // The release before declared classic queues.
+    /// let mut old = bus.service("billing_order");
+    /// old.queue_kind(QueueKind::Classic);
+    /// old.declare().await?;
+    ///
+    /// // This one declares quorum queues (the default): refused until they are migrated.
+    /// let billing = bus.service("billing_order");
+    /// assert!(billing.declare().await.unwrap_err().to_string().contains("migrate"));
+    /// for migrated in billing.migrate_queues().await? {
+    ///     println!("{}: moved {} message(s)", migrated.queue, migrated.moved);
+    /// }
+    /// billing.declare().await?;
+    /// assert!(billing.migrate_queues().await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn migrate_queues(&self) -> Result<Vec<Migrated>, ConsumeError> {
+        self.topology().migrate().await
+    }
+
     /// What the service owns on the broker.
     pub(crate) fn topology(&self) -> ServiceTopology {
-        ServiceTopology::new(self.queues(), self.queue_kind, self.all_bindings())
+        ServiceTopology::new(
+            self.queues(),
+            self.queue_kind,
+            self.delivery_limit,
+            self.all_bindings(),
+        )
     }
 
     /// Every binding to declare: the explicit ones, and an exact one for each callback no

@@ -5,15 +5,19 @@
 //!   namespaced bus, and declaring an exchange ahead of the first publish.
 //! * [`ServiceQueues`] ([`Service::queues`](crate::Service::queues)): the queues one service
 //!   owns, to list, measure, read dead letters from, replay and delete.
+//! * [`Migrated`] ([`Service::migrate_queues`](crate::Service::migrate_queues)): a queue
+//!   recreated with a new declaration (e.g. classic to quorum) without losing a message.
 //!
 //! A service's queues are named after its queue `<q>` (with the bus namespace, if any):
 //! `<q>.wait.<ms>ms` (one wait queue per retry delay), `<q>.retried` (where wait queues hand
 //! retries back) and `<q>.dlq` (dead letters).
 
+mod migrate;
 mod names;
 mod queues;
 mod service;
 
+pub use migrate::{MIGRATING_SUFFIX, Migrated};
 pub use queues::{DeadLetter, ServiceQueues};
 pub(crate) use service::ServiceTopology;
 

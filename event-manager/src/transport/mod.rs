@@ -28,10 +28,12 @@ mod amqp;
 mod memory;
 #[cfg(feature = "amqp")]
 mod tls;
+pub mod urls;
 
 #[cfg(feature = "amqp")]
 pub use amqp::{
     AmqpOptions, AmqpTransport, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy,
+    SHUFFLE_URLS_ENV,
 };
 pub use memory::InMemoryBroker;
 #[cfg(feature = "amqp")]
@@ -74,6 +76,11 @@ pub struct QueueSpec {
     pub message_ttl: Option<Duration>,
     /// Where expired or rejected messages go (`x-dead-letter-exchange` / `-routing-key`).
     pub dead_letter: Option<DeadLetterTarget>,
+    /// On a quorum queue, how many times a message may be handed back (requeued, or
+    /// unsettled when its consumer went away) before the queue dead-letters it, or drops it
+    /// without [`QueueSpec::dead_letter`] (`x-delivery-limit`). `None` leaves it to the
+    /// broker: unlimited before RabbitMQ 4, 20 since. Classic queues have no such limit.
+    pub delivery_limit: Option<u32>,
 }
 
 impl QueueSpec {
@@ -85,6 +92,7 @@ impl QueueSpec {
             kind: QueueKind::Classic,
             message_ttl: None,
             dead_letter: None,
+            delivery_limit: None,
         }
     }
 
@@ -126,6 +134,15 @@ impl QueueSpec {
                     "declared at-least-once {} but exists {}",
                     strategy(self),
                     strategy(other)
+                ),
+            ));
+        }
+        if self.kind == QueueKind::Quorum && self.delivery_limit != other.delivery_limit {
+            return Some((
+                "x-delivery-limit",
+                format!(
+                    "declared {:?} but exists {:?}",
+                    self.delivery_limit, other.delivery_limit
                 ),
             ));
         }
@@ -258,6 +275,25 @@ pub trait Transport: Send + Sync + 'static {
         exchange: &str,
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError>;
+    /// Removes the binding of `queue` to `exchange` with `pattern`; a no-op when there is no
+    /// such binding (or queue, or exchange). Used to move a queue's bindings when
+    /// [`Service::migrate_queues`](crate::Service::migrate_queues) recreates it. The default
+    /// refuses: a transport without it cannot migrate queues.
+    async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        pattern: &BindingPattern,
+    ) -> Result<(), TopologyError> {
+        Err(TopologyError::Refused {
+            entity: crate::error::Entity::Binding {
+                queue: queue.to_owned(),
+                exchange: exchange.to_owned(),
+                pattern: pattern.to_string(),
+            },
+            detail: "this transport cannot remove bindings".to_owned(),
+        })
+    }
     /// Deletes a queue and its messages; a no-op when it does not exist.
     async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError>;
     /// Deletes an exchange; a no-op when it does not exist.

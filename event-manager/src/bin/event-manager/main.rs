@@ -4,9 +4,11 @@
 //!   compares two versions of one contract schema.
 //! * `event-manager compat-dir OLD_DIR NEW_DIR [--mode M]` is the CI gate over two schema
 //!   directories.
-//! * `event-manager queues list|dead-letters|replay|delete --service NAME [--namespace NS]
-//!   [--url URL] [--retry-delays 1s,5s,30s,2m]` manages the queues of one service on the
-//!   broker (built with the `runtime` feature; see `event-manager queues --help`).
+//! * `event-manager queues list|dead-letters|replay|migrate|delete --service NAME
+//!   [--namespace NS] [--url URL] [--retry-delays 1s,5s,30s,2m]` manages the queues of one
+//!   service on the broker (built with the `runtime` feature; see `event-manager queues
+//!   --help`); `migrate --bind EXCHANGE=PATTERN…` recreates queues declared otherwise (e.g.
+//!   classic, where the service now declares quorum queues) without losing a message.
 //!
 //! Exit status of `compat` and `compat-dir`: 0 when every version bump is sufficient, 1 when
 //! one is not, 2 when the input cannot be read (bad path, invalid JSON, missing or invalid
@@ -72,7 +74,8 @@ enum Command {
         #[arg(long, default_value_t = Mode::Full, value_name = "MODE")]
         mode: Mode,
     },
-    /// Manage the queues of one service on the broker: list, dead letters, replay, delete.
+    /// Manage the queues of one service on the broker: list, dead letters, replay, migrate,
+    /// delete.
     ///
     /// The broker URL comes from --url or the AMQP_URL environment variable. Exits 0 on
     /// success, 1 on an operational failure (broker unreachable, queue missing), 2 on a usage

@@ -1,4 +1,4 @@
-//! `event-manager queues …`: list, read, replay and delete a service's queues.
+//! `event-manager queues …`: list, read, replay, migrate and delete a service's queues.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -8,8 +8,14 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use event_manager::bus::AMQP_URL_ENV;
 use event_manager::envelope::DEAD_LETTER_KIND_HEADER;
-use event_manager::topology::{DeadLetter, ServiceQueues};
-use event_manager::{Bus, ConnectError, ConsumeError, Entity, RetryPolicy, TopologyError};
+use event_manager::service::DEFAULT_DELIVERY_LIMIT;
+use event_manager::topology::{DeadLetter, Migrated, ServiceQueues};
+use event_manager::transport::QueueKind;
+use event_manager::transport::urls::{redact, scrub};
+use event_manager::{
+    BindingPattern, Bus, ConnectError, ConsumeError, Entity, Exchange, RetryPolicy, Service,
+    TopologyError,
+};
 use serde_json::{Value, json};
 
 use super::say;
@@ -56,6 +62,31 @@ pub(crate) enum QueuesCommand {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// Recreate the service's queues that exist with another type or other arguments than
+    /// the service declares (e.g. classic queues, where it now declares quorum queues),
+    /// without losing a message.
+    ///
+    /// Stop every consumer of the service first; publishers may go on. Each such queue is
+    /// emptied into a temporary `<queue>.migrating` (the service queue's bindings, given
+    /// with --bind, are switched over to it first), recreated, bound and refilled. Prints
+    /// one line per recreated queue. Running it again finishes an interrupted migration,
+    /// and does nothing once every queue is as the service declares it.
+    Migrate {
+        #[command(flatten)]
+        target: Target,
+        /// A binding of the service queue: the exchange as named in the code (namespaced
+        /// by --namespace) and a topic pattern, e.g. order=order.*.submit. Repeat it for
+        /// every binding of the service, the exact ones its callbacks make included.
+        #[arg(long = "bind", value_name = "EXCHANGE=PATTERN", required = true)]
+        bindings: Vec<Binding>,
+        /// Recreate them as classic queues (`Service::queue_kind(QueueKind::Classic)`)
+        /// rather than quorum queues, the default.
+        #[arg(long)]
+        classic: bool,
+        /// The delivery limit of the service's quorum queues (`Service::delivery_limit`).
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_DELIVERY_LIMIT)]
+        delivery_limit: u32,
+    },
     /// Delete every queue of the service, with the messages they hold.
     ///
     /// For decommissioning a service: a running instance fails once its queue is gone.
@@ -75,6 +106,7 @@ impl QueuesCommand {
             Self::List { target }
             | Self::DeadLetters { target, .. }
             | Self::Replay { target, .. }
+            | Self::Migrate { target, .. }
             | Self::Delete { target, .. } => target,
         }
     }
@@ -170,6 +202,47 @@ impl FromStr for RetryDelays {
     }
 }
 
+/// `--bind EXCHANGE=PATTERN`: a binding of the service queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Binding {
+    exchange: String,
+    pattern: BindingPattern,
+}
+
+impl FromStr for Binding {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let Some((exchange, pattern)) = text.split_once('=') else {
+            return Err("expected EXCHANGE=PATTERN, e.g. order=order.*.submit".to_owned());
+        };
+        let exchange = exchange.trim();
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if exchange.is_empty() || !exchange.chars().all(word) {
+            return Err(format!(
+                "`{exchange}` is not an exchange name as in the code: one word of A-Z a-z 0-9 _ -"
+            ));
+        }
+        let pattern = BindingPattern::parse(pattern.trim()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            exchange: exchange.to_owned(),
+            pattern,
+        })
+    }
+}
+
+impl Binding {
+    /// Binds `service` with it.
+    fn apply(&self, service: &mut Service) -> Result<(), String> {
+        // An exchange of the code is a `&'static str`; the few of one command live as long.
+        let name: &'static str = Box::leak(self.exchange.clone().into_boxed_str());
+        service
+            .bind(Exchange::topic(name), self.pattern.as_str())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl RetryDelays {
     /// A policy using every delay: one attempt more than there are delays.
     fn policy(&self) -> RetryPolicy {
@@ -229,6 +302,21 @@ async fn execute(command: &QueuesCommand, url: &str) -> Result<(), String> {
     service.retry(target.policy());
     let queues = service.queues();
     let outcome = match command {
+        QueuesCommand::Migrate {
+            bindings,
+            classic,
+            delivery_limit,
+            ..
+        } => {
+            service.delivery_limit(*delivery_limit);
+            if *classic {
+                service.queue_kind(QueueKind::Classic);
+            }
+            match bindings.iter().try_for_each(|b| b.apply(&mut service)) {
+                Ok(()) => migrate(&service, &target.service).await,
+                Err(error) => Err(error),
+            }
+        }
         QueuesCommand::List { .. } => list(&queues).await,
         QueuesCommand::DeadLetters { limit, json, .. } => {
             dead_letters(&queues, *limit, *json).await
@@ -294,6 +382,47 @@ async fn replay(queues: &ServiceQueues, limit: Option<usize>) -> Result<(), Stri
         "replayed {moved} dead letter(s) to `{}`",
         queues.queue()
     ));
+    Ok(())
+}
+
+async fn migrate(service: &Service, name: &str) -> Result<(), String> {
+    let queues = service.queues();
+    let migrated = service
+        .migrate_queues()
+        .await
+        .map_err(|e| consume_failure(&e, &queues))?;
+    if migrated.is_empty() {
+        // Nothing to move is fine, unless there is no such service at all.
+        if let Err(error) = queues.lengths().await {
+            match error {
+                TopologyError::NotFound {
+                    entity: Entity::Queue(queue),
+                } if queue == queues.queue() => {
+                    return Err(format!(
+                        "queue `{queue}` does not exist: no service `{name}` to migrate (check --service and --namespace)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        say(&format!(
+            "nothing to migrate: the queues of `{}` are declared as the service declares them",
+            queues.queue()
+        ));
+    }
+    for Migrated {
+        queue,
+        argument,
+        moved,
+        ..
+    } in &migrated
+    {
+        let why = argument.as_ref().map_or_else(
+            || "an interrupted migration finished".to_owned(),
+            |argument| format!("`{argument}` differed"),
+        );
+        say(&format!("migrated {queue}: moved {moved} message(s) ({why})"));
+    }
     Ok(())
 }
 
@@ -402,63 +531,6 @@ fn consume_failure(error: &ConsumeError, queues: &ServiceQueues) -> String {
     }
 }
 
-/// The password of `url`, if it has one.
-fn password(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then_some(password)
-}
-
-/// `url` with its password replaced by `***`.
-fn redact(url: &str) -> String {
-    match password(url) {
-        Some(password) => url.replacen(&format!(":{password}@"), ":***@", 1),
-        None => url.to_owned(),
-    }
-}
-
-/// `text` without the password of `url`: the URL and `user:password@` redacted, and the
-/// password itself (as written in the URL or percent-decoded) wherever it appears, unless
-/// it is so short (under 4 characters) that it would mangle ordinary words.
-fn scrub(text: &str, url: &str) -> String {
-    let mut text = text.replace(url, &redact(url));
-    if let Some(password) = password(url) {
-        for secret in [password.to_owned(), percent_decode(password)] {
-            text = text.replace(&format!(":{secret}@"), ":***@");
-            if secret.chars().count() >= 4 {
-                text = text.replace(&secret, "***");
-            }
-        }
-    }
-    text
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,26 +554,5 @@ mod tests {
         assert!("1s,,2s".parse::<RetryDelays>().is_err());
         assert!("soon".parse::<RetryDelays>().is_err());
         assert!("".parse::<RetryDelays>().is_err());
-    }
-
-    #[test]
-    fn the_password_is_scrubbed() {
-        let url = "amqp://guest:p%40ss-w0rd@host:5672/%2f";
-        assert_eq!(redact(url), "amqp://guest:***@host:5672/%2f");
-        let text = format!("failed: {url}; as decoded p@ss-w0rd; guest:p%40ss-w0rd@host");
-        let scrubbed = scrub(&text, url);
-        assert!(!scrubbed.contains("w0rd"), "{scrubbed}");
-        assert!(
-            scrubbed.contains("amqp://guest:***@host:5672/%2f"),
-            "{scrubbed}"
-        );
-        // A short password is removed from the URL without mangling words.
-        let short = "amqp://u:p@host/";
-        assert_eq!(
-            scrub("amqp feature; amqp://u:p@host/; u:p@host", short),
-            "amqp feature; amqp://u:***@host/; u:***@host"
-        );
-        assert_eq!(redact("amqp://host/"), "amqp://host/");
-        assert_eq!(password("amqp://user@host/"), None);
     }
 }

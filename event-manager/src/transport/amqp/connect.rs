@@ -9,15 +9,17 @@
 //! [`ReconnectPolicy::give_up_after`], or once it is closed for good, the transport is
 //! *dead*, and every subscription and publish fails with the reason.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use lapin::tcp::AMQPUriTcpExt;
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::watch;
 
+use super::nodes::Nodes;
 use crate::error::ConnectError;
-use crate::transport::TlsOptions;
+use crate::transport::{TlsOptions, urls};
 
 /// How long the first connection may take, retries included.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -100,6 +102,7 @@ pub struct AmqpOptions {
     pub(super) reconnect: ReconnectPolicy,
     pub(super) confirm_timeout: Duration,
     pub(super) publish_window: usize,
+    pub(super) shuffle_urls: bool,
 }
 
 impl Default for AmqpOptions {
@@ -109,6 +112,7 @@ impl Default for AmqpOptions {
             reconnect: ReconnectPolicy::default(),
             confirm_timeout: Duration::from_secs(30),
             publish_window: 1024,
+            shuffle_urls: false,
         }
     }
 }
@@ -142,8 +146,18 @@ impl AmqpOptions {
         self
     }
 
+    /// With a list of broker URLs (the nodes of a cluster), try them in a random order on the
+    /// first connection instead of the order given, so that the services of a fleet spread
+    /// over the nodes (default: in the order given). Either way a reconnect starts with the
+    /// node after the one that was lost, and tries the lost one last.
+    pub fn shuffle_urls(mut self, shuffle: bool) -> Self {
+        self.shuffle_urls = shuffle;
+        self
+    }
+
     /// The environment's settings: `AMQP_CA_FILE` (extra CA certificates, PEM),
-    /// `AMQP_GIVE_UP_AFTER` and `AMQP_CONFIRM_TIMEOUT` (durations such as `90s` or `5m`).
+    /// `AMQP_GIVE_UP_AFTER` and `AMQP_CONFIRM_TIMEOUT` (durations such as `90s` or `5m`),
+    /// `AMQP_SHUFFLE_URLS` (`true` or `false`).
     pub fn from_env() -> Result<Self, ConnectError> {
         let mut options = Self::default();
         let var = |name: &str| {
@@ -170,6 +184,18 @@ impl AmqpOptions {
         if let Some(timeout) = duration(CONFIRM_TIMEOUT_ENV)? {
             options = options.confirm_timeout(timeout);
         }
+        if let Some(text) = var(SHUFFLE_URLS_ENV) {
+            let shuffle = match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConnectError::Config {
+                        reason: format!("{SHUFFLE_URLS_ENV}=`{text}` is not `true` or `false`"),
+                    });
+                }
+            };
+            options = options.shuffle_urls(shuffle);
+        }
         Ok(options)
     }
 }
@@ -180,50 +206,57 @@ pub const GIVE_UP_AFTER_ENV: &str = "AMQP_GIVE_UP_AFTER";
 /// The environment variable [`AmqpOptions::from_env`] reads
 /// [`AmqpOptions::confirm_timeout`] from.
 pub const CONFIRM_TIMEOUT_ENV: &str = "AMQP_CONFIRM_TIMEOUT";
+/// The environment variable [`AmqpOptions::from_env`] reads [`AmqpOptions::shuffle_urls`]
+/// from.
+pub const SHUFFLE_URLS_ENV: &str = "AMQP_SHUFFLE_URLS";
 
-/// `url` with its password replaced by `***`, safe for logs and errors.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable broker URL>".to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
-        }
-        None => url.to_owned(),
-    }
-}
-
-/// Removes the URL (with its password) from a lapin error text.
-pub(super) fn scrub(text: &str, url: &str) -> String {
-    text.replace(url, &redact(url))
-}
-
-/// Opens the connection: a probe first, which fails fast on a wrong URL or a broker that is
-/// down (recovery would retry a first connection for a long time), then the connection with
-/// automatic recovery.
-pub(super) async fn open(url: &str, options: &AmqpOptions) -> Result<Connection, ConnectError> {
-    let redacted = redact(url);
-    // The first connection's errors can name the URL with its password: only their
-    // scrubbed text is kept, not the error itself.
+/// Opens the connection to the first node of `nodes` that answers: a probe first, which
+/// fails fast on a wrong URL or a cluster that is down (recovery would retry a first
+/// connection for a long time), then the connection with automatic recovery, whose
+/// reconnects go through [`Nodes::connect`] too.
+pub(super) async fn open(
+    list: &str,
+    nodes: &Arc<Nodes>,
+    options: &AmqpOptions,
+) -> Result<Connection, ConnectError> {
+    // The first connection's errors can name a URL with its password: only their scrubbed
+    // text is kept, not the error itself.
     let fail = |reason: String| ConnectError::Broker {
-        url: redacted.clone(),
+        url: nodes.shown(),
         reason,
         source: None,
     };
-    let open = |properties: ConnectionProperties| async {
-        let builder = lapin::DefaultConnectionBuilder::new()?
-            .with_uri_str(url.to_owned())
-            .with_properties(properties)
-            .with_tls_config(options.tls.lapin_config());
-        builder.connect().await
+    let open = |properties: ConnectionProperties| {
+        let nodes = nodes.clone();
+        let tls = options.tls.lapin_config();
+        async move {
+            let runtime = lapin::runtime::default_runtime()?;
+            let first = nodes.first();
+            // The first attempt of a new connection starts at the first URL; reconnects start
+            // after the node that was lost.
+            let fresh = std::sync::atomic::AtomicBool::new(true);
+            Connection::connector(
+                first,
+                runtime,
+                async move |_uri, runtime| {
+                    let fresh = fresh.swap(false, std::sync::atomic::Ordering::Relaxed);
+                    nodes
+                        .connect(fresh, |uri| {
+                            let (tls, runtime) = (&tls, &runtime);
+                            async move { uri.connect_with_config_async(tls.as_ref(), runtime).await }
+                        })
+                        .await
+                        .map_err(lapin::Error::from)
+                },
+                properties,
+            )
+            .await
+        }
     };
     let probe = tokio::time::timeout(CONNECT_TIMEOUT, open(ConnectionProperties::default()))
         .await
         .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| fail(scrub(&e.to_string(), url)))?;
+        .map_err(|e| fail(urls::scrub(&e.to_string(), list)))?;
     if let Err(e) = probe.close(200, "OK".into()).await {
         tracing::debug!(error = %e, "closing the probe connection failed");
     }
@@ -240,7 +273,7 @@ pub(super) async fn open(url: &str, options: &AmqpOptions) -> Result<Connection,
     tokio::time::timeout(CONNECT_TIMEOUT, open(properties))
         .await
         .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| fail(scrub(&e.to_string(), url)))
+        .map_err(|e| fail(urls::scrub(&e.to_string(), list)))
 }
 
 /// What the watchdog knows about the connection.

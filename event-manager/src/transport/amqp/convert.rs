@@ -80,6 +80,12 @@ pub(super) fn queue_arguments(spec: &QueueSpec) -> FieldTable {
             "x-queue-type".into(),
             AMQPValue::LongString("quorum".into()),
         );
+        if let Some(limit) = spec.delivery_limit {
+            args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(i64::from(limit)),
+            );
+        }
     }
     if let Some(ttl) = spec.message_ttl {
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);

@@ -17,6 +17,7 @@ mod acks;
 mod confirms;
 pub(crate) mod connect;
 mod convert;
+mod nodes;
 mod publisher;
 mod subscription;
 
@@ -31,14 +32,16 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio::sync::watch;
 
-pub use connect::{AmqpOptions, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy};
+pub use connect::{
+    AmqpOptions, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy, SHUFFLE_URLS_ENV,
+};
 pub(crate) use subscription::AmqpAcker;
 
 use super::{Incoming, QueueSpec, Subscription, TlsOptions, Transport};
 use crate::error::{ConnectError, ConsumeError, Entity, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
-use connect::{Health, redact};
+use connect::Health;
 use convert::{already_gone_is_fine, queue_arguments, short, topology_error};
 use publisher::{Publisher, open_publisher};
 use subscription::AmqpSubscription;
@@ -55,6 +58,7 @@ pub struct AmqpTransport {
     closing: watch::Sender<Health>,
     options: AmqpOptions,
     url: String,
+    nodes: Arc<nodes::Nodes>,
 }
 
 impl std::fmt::Debug for AmqpTransport {
@@ -79,27 +83,34 @@ impl AmqpTransport {
         Self::connect_with(url, &AmqpOptions::default().tls(tls.clone())).await
     }
 
-    /// Connects to `url` with `options`: TLS, reconnection, confirm timeout.
+    /// Connects to `url` with `options`: TLS, reconnection, confirm timeout, URL order.
+    ///
+    /// `url` may list the nodes of a cluster, comma-separated
+    /// (`amqp://u:p@rabbit-1:5672/%2f,amqp://u:p@rabbit-2:5672/%2f`), sharing user, password
+    /// and virtual host. The connection goes to the first node that answers, in the order
+    /// given or shuffled ([`AmqpOptions::shuffle_urls`]). When it is lost, the reconnect
+    /// starts with the next node and tries the lost one last; exchanges, queues, bindings,
+    /// consumers and unconfirmed publishes are restored on the node that answers.
     pub async fn connect_with(url: &str, options: &AmqpOptions) -> Result<Self, ConnectError> {
-        let secure = url.starts_with("amqps://");
-        if secure && !cfg!(feature = "tls") {
+        let nodes = nodes::Nodes::parse(url, options.shuffle_urls)?;
+        if nodes.any_secure() && !cfg!(feature = "tls") {
             return Err(ConnectError::TlsNotEnabled);
         }
-        if !secure && options.tls.has_extra_roots() {
+        if nodes.any_plain() && options.tls.has_extra_roots() {
             return Err(ConnectError::Tls {
                 reason: format!(
                     "CA certificates were given but {} is not an amqps:// URL",
-                    redact(url)
+                    nodes.shown()
                 ),
             });
         }
-        let redacted = redact(url);
+        let redacted = nodes.shown();
         let fail = |e: lapin::Error| ConnectError::Broker {
             url: redacted.clone(),
             reason: e.to_string(),
             source: Some(Arc::new(e)),
         };
-        let connection = Arc::new(connect::open(url, options).await?);
+        let connection = Arc::new(connect::open(url, &nodes, options).await?);
         let publisher_channel = open_publisher(&connection).await.map_err(fail)?;
         let topology = connection.create_channel().await.map_err(fail)?;
         let (closing, health) = watch::channel(Health::Alive);
@@ -123,12 +134,20 @@ impl AmqpTransport {
             closing,
             options: options.clone(),
             url: redacted,
+            nodes,
         })
     }
 
-    /// The broker URL without password.
+    /// The broker URL, or the comma-separated URLs of the nodes in the order they are tried,
+    /// without passwords.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL (without password) of the node the connection is on, or was on last while it
+    /// reconnects.
+    pub fn node(&self) -> Option<String> {
+        self.nodes.current().map(str::to_owned)
     }
 
     fn ensure_alive(&self, entity: &Entity) -> Result<(), TopologyError> {
@@ -237,6 +256,34 @@ impl Transport for AmqpTransport {
                 .await
         })
         .await
+    }
+
+    async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        pattern: &BindingPattern,
+    ) -> Result<(), TopologyError> {
+        let entity = Entity::Binding {
+            queue: queue.to_owned(),
+            exchange: exchange.to_owned(),
+            pattern: pattern.to_string(),
+        };
+        // RabbitMQ takes the unbinding of a missing binding; a missing queue or exchange
+        // (404) means there is nothing bound either.
+        let unbound = self
+            .topology(entity, |channel| async move {
+                channel
+                    .queue_unbind(
+                        short(queue),
+                        short(exchange),
+                        short(pattern.as_str()),
+                        FieldTable::default(),
+                    )
+                    .await
+            })
+            .await;
+        already_gone_is_fine(unbound)
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError> {
@@ -359,20 +406,5 @@ impl Transport for AmqpTransport {
 
     fn is_connected(&self) -> bool {
         *self.health.borrow() == Health::Alive && self.connection.status().connected()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(
-            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
-        assert_eq!(redact("guest:secret@host"), "<unparsable broker URL>");
     }
 }

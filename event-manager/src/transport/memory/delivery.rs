@@ -10,20 +10,29 @@ pub(crate) struct MemoryAcker {
     consumer: u64,
     /// The message, until it is settled.
     message: Option<Arc<Message>>,
+    /// How many times it was handed back before this delivery.
+    returns: u32,
 }
 
 impl MemoryAcker {
-    pub(super) fn new(queue: Arc<Queue>, consumer: u64, message: Arc<Message>) -> Self {
+    pub(super) fn new(
+        queue: Arc<Queue>,
+        consumer: u64,
+        message: Arc<Message>,
+        returns: u32,
+    ) -> Self {
         Self {
             queue,
             consumer,
             message: Some(message),
+            returns,
         }
     }
 
     fn settle(&mut self, outcome: Settle) {
         if let Some(message) = self.message.take() {
-            self.queue.settle(self.consumer, message, outcome);
+            self.queue
+                .settle(self.consumer, message, self.returns, outcome);
         }
     }
 
@@ -66,8 +75,9 @@ impl MemorySubscription {
             let mut unreturned = self.queue.remove_consumer(self.consumer);
             unreturned.extend(self.taken.drain(..));
             // Handed to this consumer but never returned by `next`: back to the queue.
-            for (message, _) in unreturned {
-                self.queue.settle(self.consumer, message, Settle::Requeue);
+            for (message, returns) in unreturned {
+                self.queue
+                    .settle(self.consumer, message, returns, Settle::Requeue);
             }
         }
     }
@@ -95,10 +105,15 @@ impl Subscription for MemorySubscription {
             return Poll::Ready(None);
         }
         match self.taken.pop_front() {
-            Some((message, redelivered)) => Poll::Ready(Some(Incoming::with_settler(
+            Some((message, returns)) => Poll::Ready(Some(Incoming::with_settler(
                 message.clone(),
-                redelivered,
-                Settler::Memory(MemoryAcker::new(self.queue.clone(), self.consumer, message)),
+                returns > 0,
+                Settler::Memory(MemoryAcker::new(
+                    self.queue.clone(),
+                    self.consumer,
+                    message,
+                    returns,
+                )),
             ))),
             None => Poll::Pending,
         }

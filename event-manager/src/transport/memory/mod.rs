@@ -24,12 +24,16 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{DeadLetterTarget, Incoming, QueueSpec, Settler, Subscription, Transport};
+use super::{
+    DeadLetterTarget, Incoming, QueueKind, QueueSpec, Settler, Subscription, Transport,
+};
+use crate::envelope::BROKER_DEATH_REASON_HEADER;
 use crate::error::{ConsumeError, Entity, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
 use crate::routing::trie::TopicTrie;
 
+mod bindings;
 mod delivery;
 
 pub(crate) use delivery::MemoryAcker;
@@ -103,22 +107,6 @@ impl ExchangeState {
         }
     }
 
-    /// Removes every binding of `queue`.
-    fn unbind_all(&mut self, queue: &Arc<Queue>) {
-        let trie = &mut self.trie;
-        self.bindings.retain(|(pattern, q)| {
-            let bound = Arc::ptr_eq(q, queue);
-            if bound {
-                trie.remove(pattern, |q| Arc::ptr_eq(q, queue));
-            }
-            !bound
-        });
-        self.by_pattern.retain(|_, queues| {
-            queues.retain(|q| !Arc::ptr_eq(q, queue));
-            !queues.is_empty()
-        });
-    }
-
     /// Calls `visit` with the queue of every binding that matches `key`.
     fn for_each_match<'s>(&'s self, key: &str, mut visit: impl FnMut(&'s Arc<Queue>)) {
         if self.bindings.len() <= FEW_BINDINGS {
@@ -141,12 +129,13 @@ struct Queue {
 
 struct Ready {
     message: Arc<Message>,
-    redelivered: bool,
+    /// How many times it was handed back (requeued) before: redelivered when not 0.
+    returns: u32,
     seq: u64,
 }
 
-/// A message handed to a consumer: the message and whether it was delivered before.
-type Delivery = (Arc<Message>, bool);
+/// A message handed to a consumer: the message and how many times it was handed back before.
+type Delivery = (Arc<Message>, u32);
 
 struct Consumer {
     id: u64,
@@ -251,7 +240,7 @@ impl Queue {
             state.next_seq += 1;
             state.ready.push_back(Ready {
                 message,
-                redelivered: false,
+                returns: 0,
                 seq,
             });
             state.dispatch();
@@ -275,11 +264,14 @@ impl Queue {
             at.and_then(|at| state.ready.remove(at))
         };
         if let Some(expired) = expired {
-            self.dead_letter(&expired.message);
+            self.dead_letter(&expired.message, "expired");
         }
     }
 
-    fn dead_letter(&self, message: &Message) {
+    /// Hands `message` to the queue's dead-letter target, if any, marked as RabbitMQ marks
+    /// the first death: `x-first-death-reason` (`expired`, `rejected`, `delivery_limit`),
+    /// `-queue` and `-exchange`.
+    fn dead_letter(&self, message: &Message, reason: &'static str) {
         let (Some(target), Some(broker)) = (&self.spec.dead_letter, self.broker.upgrade()) else {
             return;
         };
@@ -289,6 +281,12 @@ impl Queue {
             ..
         } = target;
         let mut copy = message.clone();
+        let headers = &mut copy.properties.headers;
+        if headers.get(BROKER_DEATH_REASON_HEADER).is_none() {
+            headers.insert(BROKER_DEATH_REASON_HEADER, reason);
+            headers.insert("x-first-death-queue", self.spec.name.clone());
+            headers.insert("x-first-death-exchange", message.exchange.to_string());
+        }
         copy.exchange = Cow::Owned(exchange.clone());
         if let Some(key) = routing_key {
             copy.routing_key = Cow::Owned(key.clone());
@@ -297,7 +295,9 @@ impl Queue {
         let _ = route(&broker, copy);
     }
 
-    fn settle(&self, consumer: u64, message: Arc<Message>, outcome: Settle) {
+    /// Settles a delivery of `message`, handed back `returns` times before. A requeue past the
+    /// queue's delivery limit dead-letters it instead, as RabbitMQ's quorum queues do.
+    fn settle(&self, consumer: u64, message: Arc<Message>, returns: u32, outcome: Settle) {
         let dead = {
             let mut state = lock(&self.state);
             if state.deleted {
@@ -309,22 +309,31 @@ impl Queue {
             let dead = match outcome {
                 Settle::Ack => None,
                 Settle::Requeue => {
-                    let seq = state.next_seq;
-                    state.next_seq += 1;
-                    state.ready.push_front(Ready {
-                        message,
-                        redelivered: true,
-                        seq,
-                    });
-                    None
+                    let returns = returns.saturating_add(1);
+                    let limit = match self.spec.kind {
+                        QueueKind::Quorum => self.spec.delivery_limit,
+                        QueueKind::Classic => None,
+                    };
+                    if limit.is_some_and(|limit| returns > limit) {
+                        Some((message, "delivery_limit"))
+                    } else {
+                        let seq = state.next_seq;
+                        state.next_seq += 1;
+                        state.ready.push_front(Ready {
+                            message,
+                            returns,
+                            seq,
+                        });
+                        None
+                    }
                 }
-                Settle::Reject => Some(message),
+                Settle::Reject => Some((message, "rejected")),
             };
             state.dispatch();
             dead
         };
-        if let Some(message) = dead {
-            self.dead_letter(&message);
+        if let Some((message, reason)) = dead {
+            self.dead_letter(&message, reason);
         }
     }
 
@@ -384,7 +393,7 @@ impl QueueState {
             let consumer = &mut self.consumers[index];
             consumer
                 .handed
-                .push_back((ready.message, ready.redelivered));
+                .push_back((ready.message, ready.returns));
             consumer.in_flight += 1;
             if let Some(waker) = consumer.waker.take() {
                 waker.wake();
@@ -460,6 +469,15 @@ impl Transport for InMemoryBroker {
             })?;
         ex.bind(pattern, &target);
         Ok(())
+    }
+
+    async fn unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        pattern: &BindingPattern,
+    ) -> Result<(), TopologyError> {
+        bindings::unbind(&self.inner, queue, exchange, pattern)
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<(), TopologyError> {
@@ -562,8 +580,8 @@ impl Transport for InMemoryBroker {
         };
         Ok(Some(Incoming::with_settler(
             ready.message.clone(),
-            ready.redelivered,
-            Settler::Memory(MemoryAcker::new(q, GETTER, ready.message)),
+            ready.returns > 0,
+            Settler::Memory(MemoryAcker::new(q, GETTER, ready.message, ready.returns)),
         )))
     }
 
