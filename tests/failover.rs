@@ -70,7 +70,8 @@ fn broker_addr() -> String {
 #[tokio::test]
 async fn every_password_of_a_url_list_is_masked() {
     // The report: a list read as one URL printed the later passwords in clear.
-    let list = "amqp://guest:first-s3cret@127.0.0.1:1/%2f,amqp://guest:first-s3cret@127.0.0.1:2/%2f";
+    let list =
+        "amqp://guest:first-s3cret@127.0.0.1:1/%2f,amqp://guest:first-s3cret@127.0.0.1:2/%2f";
     let err = Bus::connect(list).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ConnectError::Broker { .. }), "{err:?}");
@@ -84,7 +85,10 @@ async fn every_password_of_a_url_list_is_masked() {
     let err = Bus::connect(list).await.unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(matches!(err, ConnectError::Config { .. }), "{err:?}");
-    assert!(!text.contains("pw-one") && !text.contains("two-2"), "{text}");
+    assert!(
+        !text.contains("pw-one") && !text.contains("two-2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

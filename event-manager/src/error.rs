@@ -204,7 +204,9 @@ fn mismatch_advice(entity: &Entity, argument: &str, detail: &str) -> String {
     match queue_types(detail).filter(|_| argument == "x-queue-type") {
         Some((declared, existing)) => {
             let keep = match existing {
-                "classic" => ", or keep classic queues with `Service::queue_kind(QueueKind::Classic)`",
+                "classic" => {
+                    ", or keep classic queues with `Service::queue_kind(QueueKind::Classic)`"
+                }
                 "quorum" => ", or keep quorum queues with `Service::queue_kind(QueueKind::Quorum)`",
                 _ => "",
             };
@@ -367,4 +369,72 @@ pub enum ConsumeError {
         /// The publish failure (boxed: it is the largest error of the crate).
         source: Box<PublishError>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mismatch(queue: &str, argument: &str, detail: &str) -> String {
+        TopologyError::Mismatch {
+            entity: Entity::Queue(queue.to_owned()),
+            argument: argument.to_owned(),
+            detail: detail.to_owned(),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_queue_of_another_type_is_told_how_to_migrate() {
+        let rabbitmq = mismatch(
+            "billing",
+            "x-queue-type",
+            "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'billing' in vhost '/': received the value 'quorum' of type 'longstr' but current is none",
+        );
+        let memory = mismatch(
+            "billing",
+            "x-queue-type",
+            "declared Quorum but exists Classic",
+        );
+        for text in [rabbitmq, memory] {
+            assert!(
+                text.contains(
+                    "queue `billing` exists as a classic queue but the service declares a quorum queue; a queue's type cannot change in place: stop the service and run `Service::migrate_queues` or `event-manager queues migrate --service billing --bind <exchange>=<pattern>...` (README: Running in production), or keep classic queues with `Service::queue_kind(QueueKind::Classic)`"
+                ),
+                "{text}"
+            );
+        }
+        let back = mismatch(
+            "billing",
+            "x-queue-type",
+            "declared Classic but exists Quorum",
+        );
+        assert!(back.contains("exists as a quorum queue"), "{back}");
+        assert!(back.contains("QueueKind::Quorum"), "{back}");
+    }
+
+    #[test]
+    fn other_queue_arguments_name_the_migration_and_the_service() {
+        let text = mismatch(
+            "t1.billing.wait.1000ms",
+            "x-dead-letter-exchange",
+            "PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-exchange' for queue 't1.billing.wait.1000ms' in vhost '/': received the value '' of type 'longstr' but current is none",
+        );
+        assert!(text.contains("cannot change in place"), "{text}");
+        assert!(
+            text.contains("queues migrate --service billing --namespace t1 --bind"),
+            "{text}"
+        );
+        let exchange = TopologyError::Mismatch {
+            entity: Entity::Exchange("order".into()),
+            argument: "durable".into(),
+            detail: "declared true but exists false".into(),
+        };
+        assert!(
+            exchange
+                .to_string()
+                .ends_with("delete it or declare it with the same settings"),
+            "{exchange}"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! End-to-end tests of `event-manager queues list|dead-letters|replay|delete` against a real
+//! End-to-end tests of `event-manager queues list|dead-letters|replay|migrate|delete` against a real
 //! RabbitMQ (`AMQP_URL`, default the local broker): output lines and exit codes (0 success,
 //! 1 operational failure, 2 usage error). Each test works in a namespace of its own and
 //! deletes every queue and exchange it created.
@@ -417,4 +417,106 @@ fn usage_errors_exit_with_status_2() {
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
     let no_url = run(&["queues", "list", "--service", SERVICE], &[]);
     assert!(no_url.stderr.contains("AMQP_URL"), "{}", no_url.stderr);
+}
+
+#[test]
+fn migrate_moves_a_classic_services_queues_to_quorum_queues() {
+    let fixture = Fixture::new();
+    let queues = fixture.service().queues();
+    let bind = [
+        "--retry-delays",
+        DELAYS_ARG,
+        "--bind",
+        "order=order.v1.submit",
+    ];
+
+    // Deployed with classic queues, holding five orders.
+    fixture.runtime.block_on(async {
+        let mut classic = fixture.service();
+        classic.queue_kind(event_manager::transport::QueueKind::Classic);
+        classic
+            .declare()
+            .await
+            .expect("declare the classic service");
+        for id in 0..5 {
+            fixture
+                .bus
+                .publish(Order::SUBMIT, &Order { id })
+                .await
+                .expect("publish");
+        }
+        let refused = fixture
+            .service()
+            .declare()
+            .await
+            .expect_err("classic queues");
+        assert!(
+            refused.to_string().contains("event-manager queues migrate"),
+            "{refused}"
+        );
+    });
+
+    // Usage errors: no binding, a binding that does not parse.
+    for bad in [&[][..], &["--bind", "order"], &["--bind", "or.der=order.#"]] {
+        let mut args = vec!["--retry-delays", DELAYS_ARG];
+        args.extend_from_slice(bad);
+        let failed = fixture.queues("migrate", &args);
+        assert_eq!(failed.code, 2, "{bad:?}: {}", failed.stderr);
+        assert_eq!(failed.stdout, "", "{bad:?}");
+    }
+    assert_eq!(fixture.length(queues.queue()), 5, "nothing moved yet");
+
+    // One line per recreated queue, the service queue with its five orders.
+    let migrated = fixture.queues("migrate", &bind);
+    assert_eq!(migrated.code, 0, "stderr: {}", migrated.stderr);
+    assert_eq!(
+        migrated.lines().len(),
+        queues.names().len(),
+        "{}",
+        migrated.stdout
+    );
+    for name in queues.names() {
+        let moved = if name == queues.queue() { 5 } else { 0 };
+        let line = format!("migrated {name}: moved {moved} message(s) (`");
+        assert!(
+            migrated.lines().iter().any(|l| l.starts_with(&line)),
+            "no `{line}` in:\n{}",
+            migrated.stdout
+        );
+    }
+    fixture.runtime.block_on(async {
+        fixture
+            .service()
+            .declare()
+            .await
+            .expect("quorum queues now");
+        let published = fixture.bus.publish(Order::SUBMIT, &Order { id: 5 }).await;
+        assert!(published.expect("bound again").routed);
+    });
+    assert_eq!(fixture.length(queues.queue()), 6);
+
+    // Once done there is nothing left to migrate; an unknown service is an error.
+    let again = fixture.queues("migrate", &bind);
+    assert_eq!(again.code, 0, "stderr: {}", again.stderr);
+    assert!(
+        again.stdout.starts_with("nothing to migrate"),
+        "{}",
+        again.stdout
+    );
+    let mut args = vec![
+        "queues",
+        "migrate",
+        "--service",
+        "no_such_service",
+        "--namespace",
+        &fixture.namespace,
+    ];
+    args.extend_from_slice(&bind);
+    let unknown = run(&args, &[("AMQP_URL", &fixture.url)]);
+    assert_eq!(unknown.code, 1, "stdout: {}", unknown.stdout);
+    assert!(
+        unknown.stderr.contains("does not exist"),
+        "{}",
+        unknown.stderr
+    );
 }

@@ -262,11 +262,9 @@ async fn classic_to_quorum(bus: Bus, rabbitmq: bool) {
     ] {
         assert!(text.contains(hint), "`{hint}` missing from: {text}");
     }
-    let not_started = billing(&bus, None, None)
-        .start()
-        .await
-        .err()
-        .expect("refused too");
+    let Err(not_started) = billing(&bus, None, None).start().await else {
+        panic!("the quorum service started over classic queues");
+    };
     assert!(is_mismatch(&not_started, on_type), "{not_started:?}");
 
     // Migrated while a publisher goes on publishing.
@@ -275,9 +273,7 @@ async fn classic_to_quorum(bus: Bus, rabbitmq: bool) {
     if rabbitmq {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let t0 = Instant::now();
     let migrated = quorum.migrate_queues().await.expect("migrate");
-    eprintln!("DEBUG took {:?}: {migrated:?}", t0.elapsed());
     expected.extend(publisher.await.expect("the publisher task"));
     let by_queue: HashMap<&str, &Migrated> =
         migrated.iter().map(|m| (m.queue.as_str(), m)).collect();
@@ -330,7 +326,6 @@ async fn classic_to_quorum(bus: Bus, rabbitmq: bool) {
     let deliveries = await_all(&mut seen, &expected).await;
     running.shutdown().await.expect("shutdown");
     let duplicates = deliveries - expected.len();
-    eprintln!("DEBUG duplicates {duplicates}");
     assert!(duplicates <= 10, "{duplicates} duplicates");
 
     // The dead letters are still there, as they were.
@@ -485,4 +480,48 @@ async fn an_interrupted_migration_is_finished_by_running_it_again_on_rabbitmq() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_migration_is_finished_by_running_it_again_in_memory() {
     interrupted(memory()).await;
+}
+
+/// `Transport::unbind` on RabbitMQ: the binding goes (a publish it took is unroutable), and
+/// unbinding what is not bound, or a queue or exchange that does not exist, is no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbinding_on_rabbitmq_removes_the_binding_and_missing_ones_are_fine() {
+    let bus = rabbitmq().await;
+    let queues = bus.service("unbound").queues();
+    let (queue, exchange) = (queues.queue(), bus.topology().exchange_name(ORDER));
+    bus.topology()
+        .declare_exchange(ORDER)
+        .await
+        .expect("exchange");
+    let amqp = transport(&bus);
+    amqp.declare_queue(&QueueSpec::durable(queue))
+        .await
+        .expect("queue");
+    let pattern = event_manager::BindingPattern::parse("order.v1.*").expect("pattern");
+    amqp.bind(queue, &exchange, &pattern).await.expect("bind");
+    publish(bus.clone(), 0..1, Duration::ZERO).await;
+    amqp.unbind(queue, &exchange, &pattern)
+        .await
+        .expect("unbind");
+    let unroutable = bus.publish(Order::SUBMIT, &Order { id: 1 }).await;
+    assert!(
+        matches!(
+            unroutable,
+            Err(event_manager::PublishError::Unroutable { .. })
+        ),
+        "{unroutable:?}"
+    );
+    assert_eq!(amqp.queue_len(queue).await.expect("len"), 1);
+    amqp.unbind(queue, &exchange, &pattern)
+        .await
+        .expect("not bound");
+    amqp.unbind("no-such-queue-here", &exchange, &pattern)
+        .await
+        .expect("no queue");
+    amqp.unbind(queue, "no-such-exchange-here", &pattern)
+        .await
+        .expect("no exchange");
+    // The topology channel still works after the refusals.
+    assert_eq!(amqp.queue_len(queue).await.expect("len"), 1);
+    cleanup(&bus, &queues).await;
 }

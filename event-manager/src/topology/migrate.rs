@@ -14,7 +14,8 @@
 //!    binding of the service before the old queue is unbound: a publish always finds one of
 //!    them. Then every message is moved (`basic.get`, published through the default
 //!    exchange with a publisher confirm, acknowledged once confirmed) and the old queue is
-//!    deleted once empty; what arrived meanwhile is moved first.
+//!    deleted once empty, looked at again after a pause for publishes still on their way
+//!    inside the broker; what arrived meanwhile is moved first.
 //! 3. The service's topology is declared (its queues with the new declaration, exchanges,
 //!    bindings), each temporary queue unbound, emptied into its queue the same way and
 //!    deleted once empty.
@@ -25,6 +26,7 @@
 //! between the confirm of its copy and the acknowledgement of the original.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
@@ -43,6 +45,11 @@ pub const MIGRATING_SUFFIX: &str = ".migrating";
 /// How many messages are moved at once: taken, published with their confirms awaited
 /// together, then acknowledged.
 const BATCH: usize = 64;
+
+/// How long an emptied queue is left before its last look and deletion: a publish routed to
+/// it just before its bindings moved (or a retry its wait queue handed on) may still be on
+/// its way to it inside the broker.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// One queue [`Service::migrate_queues`](crate::Service::migrate_queues) recreated with its
 /// new declaration.
@@ -199,6 +206,7 @@ async fn move_then_delete(bus: &Bus, from: &str, to: &str) -> Result<u64, Consum
     let mut moved = 0;
     loop {
         moved += move_all(bus, from, to).await?;
+        tokio::time::sleep(SETTLE).await;
         if transport.queue_len(from).await? == 0 {
             transport.delete_queue(from).await?;
             tracing::info!(queue = %from, into = %to, moved, "queue emptied and deleted");

@@ -219,13 +219,14 @@ impl DeadLetter {
 
     /// Why it was dead-lettered, for people.
     pub fn reason(&self) -> Option<&str> {
-        self.header(envelope::DEAD_LETTER_REASON_HEADER).or_else(|| {
-            (self.kind() == Some(DeadLetterKind::DeliveryLimit)).then_some(
-                "RabbitMQ dead-lettered it: it was handed back to the queue more times than \
+        self.header(envelope::DEAD_LETTER_REASON_HEADER)
+            .or_else(|| {
+                (self.kind() == Some(DeadLetterKind::DeliveryLimit)).then_some(
+                    "RabbitMQ dead-lettered it: it was handed back to the queue more times than \
                  the queue's delivery limit (each delivery ended without a settlement, e.g. \
                  the consumer crashed)",
-            )
-        })
+                )
+            })
     }
 
     /// How many attempts were made to handle it.

@@ -421,7 +421,9 @@ async fn migrate(service: &Service, name: &str) -> Result<(), String> {
             || "an interrupted migration finished".to_owned(),
             |argument| format!("`{argument}` differed"),
         );
-        say(&format!("migrated {queue}: moved {moved} message(s) ({why})"));
+        say(&format!(
+            "migrated {queue}: moved {moved} message(s) ({why})"
+        ));
     }
     Ok(())
 }

@@ -173,7 +173,10 @@ mod tests {
         let err = Nodes::parse("amqp://guest:pw@h1:port/", false)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("does not parse") && !err.contains("pw"), "{err}");
+        assert!(
+            err.contains("does not parse") && !err.contains("pw"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,3 +51,66 @@ pub(super) fn unbind(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::message::Message;
+    use crate::transport::{InMemoryBroker, QueueSpec, Transport};
+
+    use super::*;
+
+    fn order(key: &'static str) -> Message {
+        Message {
+            exchange: "x".into(),
+            routing_key: key.into(),
+            body: Vec::from(&b"{}"[..]).into(),
+            properties: Default::default(),
+        }
+    }
+
+    /// Beyond the few bindings matched in turn, routing walks the trie: both must forget.
+    #[tokio::test]
+    async fn unbinding_removes_one_binding_of_one_queue() {
+        for extra in [0, 20] {
+            let broker = InMemoryBroker::new();
+            broker.declare_exchange("x", true).await.unwrap();
+            for queue in ["a", "b"] {
+                broker
+                    .declare_queue(&QueueSpec::durable(queue))
+                    .await
+                    .unwrap();
+            }
+            let submit = BindingPattern::parse("order.*.submit").unwrap();
+            let all = BindingPattern::parse("order.#").unwrap();
+            broker.bind("a", "x", &submit).await.unwrap();
+            broker.bind("a", "x", &all).await.unwrap();
+            broker.bind("b", "x", &submit).await.unwrap();
+            for n in 0..extra {
+                let other = BindingPattern::parse(&format!("other{n}.#")).unwrap();
+                broker.bind("b", "x", &other).await.unwrap();
+            }
+            broker.unbind("a", "x", &submit).await.unwrap();
+            broker.publish(order("order.v1.submit")).await.unwrap();
+            assert_eq!(
+                broker.queue_len("a").await.unwrap(),
+                1,
+                "still bound by order.#"
+            );
+            broker.unbind("a", "x", &all).await.unwrap();
+            broker.publish(order("order.v1.submit")).await.unwrap();
+            assert_eq!(broker.queue_len("a").await.unwrap(), 1, "unbound");
+            assert_eq!(
+                broker.queue_len("b").await.unwrap(),
+                2,
+                "b keeps its binding"
+            );
+            // Nothing to unbind is fine: a binding, a queue or an exchange that is missing.
+            broker.unbind("a", "x", &all).await.unwrap();
+            broker.unbind("nope", "x", &all).await.unwrap();
+            broker.unbind("a", "nope", &all).await.unwrap();
+            broker.unbind("b", "x", &submit).await.unwrap();
+            let unrouted = broker.publish(order("order.v1.submit")).await;
+            assert!(unrouted.is_err(), "{unrouted:?}");
+        }
+    }
+}

@@ -24,9 +24,7 @@ use std::task::{Context, Poll, Waker};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{
-    DeadLetterTarget, Incoming, QueueKind, QueueSpec, Settler, Subscription, Transport,
-};
+use super::{DeadLetterTarget, Incoming, QueueKind, QueueSpec, Settler, Subscription, Transport};
 use crate::envelope::BROKER_DEATH_REASON_HEADER;
 use crate::error::{ConsumeError, Entity, PublishError, TopologyError};
 use crate::message::Message;
@@ -391,9 +389,7 @@ impl QueueState {
                 return;
             };
             let consumer = &mut self.consumers[index];
-            consumer
-                .handed
-                .push_back((ready.message, ready.returns));
+            consumer.handed.push_back((ready.message, ready.returns));
             consumer.in_flight += 1;
             if let Some(waker) = consumer.waker.take() {
                 waker.wake();
