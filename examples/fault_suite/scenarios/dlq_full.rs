@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_manager::Bus;
+use event_manager::transport::QueueKind;
 use event_manager_examples::Order;
 
 use crate::broker::{self, exact_pattern};
@@ -25,6 +26,11 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     let tally = Tally::default();
     let bus = scope.bus().await?;
     let mut service = scope.service(&bus);
+    // Classic queues: on RabbitMQ 3.10.8 a quorum dead-letter queue that refused a move with
+    // `reject-publish` kept nacking the publisher channel's moves after the limit was lifted
+    // (README, known gaps); until the publisher reopens its channel on nacks this scenario
+    // checks the hold on classic queues.
+    service.queue_kind(QueueKind::Classic);
     service.on(Order::SUBMIT, record(&tally.handled));
     let running = service.start().await.ctx("starting the service")?;
     let dlq = scope.dead_letter_queue(&bus);
