@@ -22,6 +22,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    observe::log_to_stderr();
     let args = Args::parse();
     if args.run.metrics.is_some() {
         // Before connecting: the connection registers its gauge when it opens.

@@ -37,6 +37,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    observe::log_to_stderr();
     let args = Args::parse();
     let metrics = args.metrics.map(|_| observe::install()).transpose()?;
     let bus = cli::bus_from_env("order").await?;

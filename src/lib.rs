@@ -312,6 +312,19 @@ pub mod cli {
 /// health on `/health` (200 when healthy, else 503), on a small HTTP endpoint.
 pub mod observe {
     use std::net::SocketAddr;
+
+    /// Logs the library's events to standard error, filtered by `RUST_LOG` (`warn` when it
+    /// is not set), e.g. `RUST_LOG=event_manager=info`.
+    pub fn log_to_stderr() {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // A subscriber set up by the program already wins.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
+    }
     use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 

@@ -1,21 +1,12 @@
-//! Opening the connection, and keeping it: the reconnect policy and the watchdog that fails
-//! everything waiting on a connection that will not come back.
-//!
-//! lapin's automatic recovery reconnects and replays exchanges, queues, bindings, QoS,
-//! confirm mode and consumers. Its retry budget is finite by default and, once spent, its I/O
-//! loop ends without failing the consumers or pending confirms: a consumer would then wait
-//! forever. Here lapin retries without a limit, with the delays of the [`ReconnectPolicy`],
-//! and a watchdog owns the outer decision: while the connection is down for longer than
-//! [`ReconnectPolicy::give_up_after`], or once it is closed for good, the transport is
-//! *dead*, and every subscription and publish fails with the reason.
+//! Opening a connection, and the settings of the transport: [`AmqpOptions`] and the
+//! [`ReconnectPolicy`] that [`super::link`] follows when a connection is lost.
 
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use lapin::tcp::AMQPUriTcpExt;
 use lapin::types::LongString;
 use lapin::{Connection, ConnectionProperties};
-use tokio::sync::watch;
 
 use super::nodes::Nodes;
 use crate::error::ConnectError;
@@ -23,8 +14,6 @@ use crate::transport::{TlsOptions, urls};
 
 /// How long the first connection may take, retries included.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often the watchdog looks at the connection.
-const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// How a lost connection is re-established.
 ///
@@ -45,8 +34,8 @@ const WATCH_EVERY: Duration = Duration::from_millis(200);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconnectPolicy {
-    min_delay: Duration,
-    max_delay: Duration,
+    pub(super) min_delay: Duration,
+    pub(super) max_delay: Duration,
     give_up_after: Option<Duration>,
 }
 
@@ -210,145 +199,44 @@ pub const CONFIRM_TIMEOUT_ENV: &str = "AMQP_CONFIRM_TIMEOUT";
 /// from.
 pub const SHUFFLE_URLS_ENV: &str = "AMQP_SHUFFLE_URLS";
 
-/// Opens the connection to the first node of `nodes` that answers: a probe first, which
-/// fails fast on a wrong URL or a cluster that is down (recovery would retry a first
-/// connection for a long time), then the connection with automatic recovery, whose
-/// reconnects go through [`Nodes::connect`] too.
+/// Opens a connection to the first node of `nodes` that answers: from the first URL when
+/// `fresh` (the transport's first connection), else from the node after the one that was
+/// lost. lapin's own recovery is off: [`super::link`] replaces a lost connection.
 pub(super) async fn open(
     list: &str,
     nodes: &Arc<Nodes>,
     options: &AmqpOptions,
+    fresh: bool,
 ) -> Result<Connection, ConnectError> {
-    // The first connection's errors can name a URL with its password: only their scrubbed
-    // text is kept, not the error itself.
+    // The errors can name a URL with its password: only their scrubbed text is kept, not the
+    // error itself.
     let fail = |reason: String| ConnectError::Broker {
         url: nodes.shown(),
         reason,
         source: None,
     };
-    let open = |properties: ConnectionProperties| {
-        let nodes = nodes.clone();
-        let tls = options.tls.lapin_config();
-        async move {
-            let runtime = lapin::runtime::default_runtime()?;
-            let first = nodes.first();
-            // The first attempt of a new connection starts at the first URL; reconnects start
-            // after the node that was lost.
-            let fresh = std::sync::atomic::AtomicBool::new(true);
-            Connection::connector(
-                first,
-                runtime,
-                async move |_uri, runtime| {
-                    let fresh = fresh.swap(false, std::sync::atomic::Ordering::Relaxed);
-                    nodes
-                        .connect(fresh, |uri| {
-                            let (tls, runtime) = (&tls, &runtime);
-                            async move { uri.connect_with_config_async(tls.as_ref(), runtime).await }
-                        })
-                        .await
-                        .map_err(lapin::Error::from)
-                },
-                properties,
-            )
-            .await
-        }
-    };
-    let probe = tokio::time::timeout(CONNECT_TIMEOUT, open(ConnectionProperties::default()))
-        .await
-        .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-        .map_err(|e| fail(urls::scrub(&e.to_string(), list)))?;
-    if let Err(e) = probe.close(200, "OK".into()).await {
-        tracing::debug!(error = %e, "closing the probe connection failed");
-    }
-    let policy = &options.reconnect;
-    let properties = ConnectionProperties::default()
-        .with_connection_name(LongString::from("event-manager"))
-        .enable_auto_recover()
-        .configure_backoff(|b| {
-            b.with_min_delay(policy.min_delay)
-                .with_max_delay(policy.max_delay)
-                .with_jitter()
-                .without_max_times()
-        });
-    tokio::time::timeout(CONNECT_TIMEOUT, open(properties))
+    let properties =
+        ConnectionProperties::default().with_connection_name(LongString::from("event-manager"));
+    let tls = options.tls.lapin_config();
+    let runtime = lapin::runtime::default_runtime().map_err(|e| fail(e.to_string()))?;
+    let first = nodes.first();
+    let stream_nodes = nodes.clone();
+    let connect = Connection::connector(
+        first,
+        runtime,
+        async move |_uri, runtime| {
+            stream_nodes
+                .connect(fresh, |uri| {
+                    let (tls, runtime) = (&tls, &runtime);
+                    async move { uri.connect_with_config_async(tls.as_ref(), runtime).await }
+                })
+                .await
+                .map_err(lapin::Error::from)
+        },
+        properties,
+    );
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
         .map_err(|e| fail(urls::scrub(&e.to_string(), list)))
-}
-
-/// What the watchdog knows about the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Health {
-    /// Connected, or reconnecting within the policy.
-    Alive,
-    /// Closed on purpose by [`crate::transport::Transport::close`].
-    Closed,
-    /// Lost for good, with the reason.
-    Dead(String),
-}
-
-impl Health {
-    /// Why nothing can be done on the connection any more, if so.
-    pub(super) fn failure(&self) -> Option<String> {
-        match self {
-            Self::Alive => None,
-            Self::Closed => Some("the connection was closed".to_owned()),
-            Self::Dead(reason) => Some(reason.clone()),
-        }
-    }
-}
-
-/// Watches `connection` until it is dead or closed, publishing its health in `health`.
-/// Ends when the transport is dropped.
-pub(super) async fn watchdog(
-    connection: Weak<Connection>,
-    give_up_after: Option<Duration>,
-    health: watch::Sender<Health>,
-) {
-    let mut down_since: Option<Instant> = None;
-    // Counted down when the watchdog ends: the connection is closed, dead or dropped.
-    let mut up = crate::telemetry::metrics::ConnectionUp::opened();
-    let mut interval = tokio::time::interval(WATCH_EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        if *health.borrow() != Health::Alive {
-            return;
-        }
-        let Some(connection) = connection.upgrade() else {
-            return;
-        };
-        let status = connection.status();
-        up.set(status.connected());
-        if status.connected() {
-            if down_since.take().is_some() {
-                tracing::info!("broker connection re-established");
-            }
-            continue;
-        }
-        if status.closed() || status.errored() {
-            let reason = "the broker connection ended and cannot be recovered".to_owned();
-            tracing::error!(%reason, "broker connection lost for good");
-            let _ = health.send(Health::Dead(reason));
-            return;
-        }
-        let since = *down_since.get_or_insert_with(|| {
-            tracing::warn!("broker connection lost; reconnecting");
-            Instant::now()
-        });
-        if let Some(limit) = give_up_after
-            && since.elapsed() >= limit
-        {
-            let reason = format!("the broker connection was down for more than {limit:?}");
-            tracing::error!(%reason, "giving up on the broker connection");
-            let _ = health.send(Health::Dead(reason));
-            // Stop lapin's reconnect loop: nothing uses the connection any more.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                connection.close(320, "giving up".into()),
-            )
-            .await;
-            return;
-        }
-    }
 }

@@ -1,14 +1,14 @@
 //! RabbitMQ through `lapin`: confirmed `mandatory` publishes, manual acks, recovery.
 //!
-//! One connection per transport, with lapin's automatic recovery: after a lost connection it
-//! reconnects with backoff and re-declares exchanges, queues, bindings, QoS, confirm mode and
-//! consumers. The parts:
+//! One connection per transport at a time. The parts:
 //!
-//! * [`connect`](self::connect): opening the connection, [`AmqpOptions`], the
-//!   [`ReconnectPolicy`] and the watchdog that fails everything once the connection is given
-//!   up (no zombie consumer, no publish waiting forever);
-//! * `publisher`: one task owning the confirm-mode channel; re-sends after recovery with the
-//!   same message id; `confirms` pairs each confirm with its own returned message;
+//! * [`connect`](self::connect): opening a connection, [`AmqpOptions`] and the
+//!   [`ReconnectPolicy`]; `nodes`: the URLs of a cluster and the order they are tried in;
+//! * `link`: the current connection and its supervisor, which opens a new connection (on the
+//!   next node) once it is lost, and fails everything once it gives up (no zombie consumer,
+//!   no publish waiting forever);
+//! * `publisher`: one task owning the confirm-mode channel; re-sends on a new channel with
+//!   the same message id; `confirms` pairs each confirm with its own returned message;
 //! * `subscription`: deliveries and the end of a subscription; `acks`: their settlement,
 //!   coalesced into `basic.ack multiple` frames on one ordered path per channel;
 //! * `convert`: properties, headers, queue arguments and broker refusals.
@@ -17,6 +17,7 @@ mod acks;
 mod confirms;
 pub(crate) mod connect;
 mod convert;
+mod link;
 mod nodes;
 mod publisher;
 mod subscription;
@@ -24,12 +25,12 @@ mod subscription;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use lapin::Channel;
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicQosOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
 use tokio::sync::watch;
 
 pub use connect::{
@@ -41,8 +42,8 @@ use super::{Incoming, QueueSpec, Subscription, TlsOptions, Transport};
 use crate::error::{ConnectError, ConsumeError, Entity, PublishError, TopologyError};
 use crate::message::Message;
 use crate::routing::BindingPattern;
-use connect::Health;
 use convert::{already_gone_is_fine, queue_arguments, short, topology_error};
+use link::{Health, Link};
 use publisher::{Publisher, open_publisher};
 use subscription::AmqpSubscription;
 
@@ -51,10 +52,12 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A RabbitMQ connection, through `lapin` on tokio.
 pub struct AmqpTransport {
-    connection: Arc<Connection>,
+    link: Link,
+    /// The supervisor of the connection ends once this is dropped.
+    _owner: Arc<()>,
     publisher: Publisher,
-    topology: tokio::sync::Mutex<Channel>,
-    health: watch::Receiver<Health>,
+    /// The channel of topology operations, and the connection it is on.
+    topology: tokio::sync::Mutex<(Arc<lapin::Connection>, Channel)>,
     closing: watch::Sender<Health>,
     options: AmqpOptions,
     url: String,
@@ -110,27 +113,41 @@ impl AmqpTransport {
             reason: e.to_string(),
             source: Some(Arc::new(e)),
         };
-        let connection = Arc::new(connect::open(url, &nodes, options).await?);
-        let publisher_channel = open_publisher(&connection).await.map_err(fail)?;
-        let topology = connection.create_channel().await.map_err(fail)?;
-        let (closing, health) = watch::channel(Health::Alive);
-        tokio::spawn(connect::watchdog(
-            Arc::downgrade(&connection),
-            options.reconnect.give_up(),
+        let first = connect::open(url, &nodes, options, true).await?;
+        let publisher_channel = open_publisher(&first).await.map_err(fail)?;
+        let topology = first.create_channel().await.map_err(fail)?;
+        let owner = Arc::new(());
+        let (closing, _) = watch::channel(Health::Alive);
+        let reconnect: link::Reconnect = {
+            let (list, nodes, options) = (url.to_owned(), nodes.clone(), options.clone());
+            Box::new(move || {
+                let (list, nodes, options) = (list.clone(), nodes.clone(), options.clone());
+                Box::pin(async move {
+                    connect::open(&list, &nodes, &options, false)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            })
+        };
+        let link = link::supervise(
+            Arc::downgrade(&owner),
+            first,
             closing.clone(),
-        ));
+            options.reconnect.clone(),
+            reconnect,
+        );
         let publisher = Publisher::start(
-            connection.clone(),
+            link.clone(),
             publisher_channel,
-            health.clone(),
             options.confirm_timeout,
             options.publish_window,
         );
+        let on = link.current();
         Ok(Self {
-            connection,
+            link,
+            _owner: owner,
             publisher,
-            topology: tokio::sync::Mutex::new(topology),
-            health,
+            topology: tokio::sync::Mutex::new((on, topology)),
             closing,
             options: options.clone(),
             url: redacted,
@@ -151,7 +168,7 @@ impl AmqpTransport {
     }
 
     fn ensure_alive(&self, entity: &Entity) -> Result<(), TopologyError> {
-        match self.health.borrow().failure() {
+        match self.link.health().borrow().failure() {
             Some(detail) => Err(TopologyError::Connection {
                 entity: entity.clone(),
                 detail,
@@ -175,13 +192,25 @@ impl AmqpTransport {
         self.ensure_alive(&entity)?;
         let deadline = self.options.confirm_timeout;
         let run = async {
-            let mut channel = self.topology.lock().await;
-            if !channel.status().connected() && !channel.status().reconnecting() {
-                *channel = self
-                    .connection
+            let mut topology = self.topology.lock().await;
+            let (on, channel) = &mut *topology;
+            if !channel.status().connected() || !Arc::ptr_eq(on, &self.link.current()) {
+                // Closed by a refusal, or on a connection that was lost: a new channel on
+                // the connection that is up.
+                let connection =
+                    self.link
+                        .up()
+                        .await
+                        .map_err(|detail| TopologyError::Connection {
+                            entity: entity.clone(),
+                            detail,
+                            source: None,
+                        })?;
+                *channel = connection
                     .create_channel()
                     .await
                     .map_err(|e| topology_error(entity.clone(), &e))?;
+                *on = connection;
             }
             let channel = channel.clone();
             operation(channel)
@@ -343,18 +372,16 @@ impl Transport for AmqpTransport {
             source: Some(Arc::new(e)),
         };
         let open = async {
-            let channel = self.connection.create_channel().await.map_err(fail)?;
-            channel
-                .basic_qos(prefetch, BasicQosOptions::default())
+            let connection = self
+                .link
+                .up()
                 .await
-                .map_err(fail)?;
-            let consumer = channel
-                .basic_consume(
-                    short(queue),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
+                .map_err(|detail| ConsumeError::Connection {
+                    queue: queue.to_owned(),
+                    detail,
+                    source: None,
+                })?;
+            let (channel, consumer) = subscription::consume(&connection, queue, prefetch)
                 .await
                 .map_err(|e| match e.kind() {
                     lapin::ErrorKind::ProtocolError(_) => {
@@ -362,21 +389,22 @@ impl Transport for AmqpTransport {
                     }
                     _ => fail(e),
                 })?;
-            Ok::<_, ConsumeError>((channel, consumer))
+            Ok::<_, ConsumeError>((connection, channel, consumer))
         };
         let deadline = self.options.confirm_timeout;
-        let (channel, consumer) = tokio::time::timeout(deadline, open).await.map_err(|_| {
-            ConsumeError::Connection {
-                queue: queue.to_owned(),
-                detail: format!("no answer from the broker within {deadline:?}"),
-                source: None,
-            }
-        })??;
+        let (connection, channel, consumer) =
+            tokio::time::timeout(deadline, open).await.map_err(|_| {
+                ConsumeError::Connection {
+                    queue: queue.to_owned(),
+                    detail: format!("no answer from the broker within {deadline:?}"),
+                    source: None,
+                }
+            })??;
         Ok(Box::new(AmqpSubscription::new(
-            channel,
-            consumer,
+            self.link.clone(),
+            queue,
             prefetch,
-            self.health.clone(),
+            (connection, channel, consumer),
         )))
     }
 
@@ -395,7 +423,8 @@ impl Transport for AmqpTransport {
         let _ = self.closing.send(Health::Closed);
         // A blocked connection (memory alarm) sends no close frame: do not wait long, the
         // broker notices the socket closing with the process.
-        let close = self.connection.close(200, "OK".into());
+        let connection = self.link.current();
+        let close = connection.close(200, "OK".into());
         let deadline = self.options.confirm_timeout.min(CLOSE_TIMEOUT);
         match tokio::time::timeout(deadline, close).await {
             Ok(Ok(())) => {}
@@ -405,6 +434,6 @@ impl Transport for AmqpTransport {
     }
 
     fn is_connected(&self) -> bool {
-        *self.health.borrow() == Health::Alive && self.connection.status().connected()
+        *self.link.health().borrow() == Health::Alive && self.link.up_now().is_some()
     }
 }

@@ -11,8 +11,8 @@
 //!
 //! * confirmed and routed → `Ok`; came back → [`PublishError::Unroutable`]; negative
 //!   confirm → [`PublishError::Nacked`];
-//! * the channel or connection broke first → kept, and re-sent with the same message id once
-//!   the channel has recovered (at-least-once);
+//! * the channel or connection broke first → kept, and re-sent with the same message id on a
+//!   new channel, on the connection that replaced a lost one (at-least-once);
 //! * the broker closed the channel because the message's exchange does not exist → only that
 //!   message fails ([`TopologyError::NotFound`]); the others are re-sent on a new channel;
 //! * no answer by the confirm deadline → [`PublishError::Timeout`]; once the connection is
@@ -33,14 +33,22 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep};
 
 use super::confirms::{Confirms, Decision};
-use super::connect::Health;
 use super::convert::{header_frame_size, missing_exchange, short, to_amqp};
+use super::link::{Health, Link, open_within};
 use crate::error::{Cause, Entity, PublishError, TopologyError};
 use crate::message::Message;
 
 /// How many times one message is sent at most (the first send and re-sends after failures).
 const MAX_SENDS: u32 = 20;
-/// How often a broken channel is checked while the connection comes back.
+/// How long after its first negative confirm a message is still sent again.
+const NACK_PATIENCE: Duration = Duration::from_secs(15);
+/// The pause before the first re-send of a refused message; it doubles up to
+/// [`NACK_PAUSE_MAX`].
+const NACK_PAUSE: Duration = Duration::from_millis(100);
+const NACK_PAUSE_MAX: Duration = Duration::from_secs(2);
+/// The shortest time between two fresh channels opened because of negative confirms.
+const NACK_REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// The pause between two failed attempts to open a publisher channel.
 const REOPEN_POLL: Duration = Duration::from_millis(100);
 
 type Reply = oneshot::Sender<Result<(), PublishError>>;
@@ -51,6 +59,9 @@ struct Pending {
     reply: Reply,
     deadline: Instant,
     sends: u32,
+    /// When the broker first refused it, and how many times.
+    first_nack: Option<Instant>,
+    nacks: u32,
 }
 
 impl Pending {
@@ -81,30 +92,32 @@ impl Pending {
 pub(super) struct Publisher {
     requests: mpsc::Sender<Pending>,
     confirm_timeout: Duration,
-    /// Why the task stopped, when the watchdog gave the connection up.
+    /// Why the task stopped, when the connection was given up.
     health: watch::Receiver<Health>,
 }
 
 impl Publisher {
     /// Starts the publishing task on `channel` (confirm mode already selected).
     pub(super) fn start(
-        connection: Arc<Connection>,
+        link: Link,
         channel: Channel,
-        health: watch::Receiver<Health>,
         confirm_timeout: Duration,
         window: usize,
     ) -> Self {
         let (requests, receiver) = mpsc::channel(window);
         let task = Task {
-            connection,
+            connection: link.current(),
+            health: link.health(),
+            link,
             channel,
             writing: FuturesUnordered::new(),
             confirms: Confirms::new(),
             resend: VecDeque::new(),
+            refused: Vec::new(),
             recovering: None,
-            health,
             window,
             confirm_timeout,
+            fresh_after_nack: None,
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             timer_at: None,
         };
@@ -144,6 +157,8 @@ impl Publisher {
             reply,
             deadline,
             sends: 0,
+            first_nack: None,
+            nacks: 0,
         };
         match tokio::time::timeout_at(deadline, self.requests.send(pending)).await {
             Err(_) => return Err(timeout()),
@@ -177,12 +192,14 @@ enum Event {
     HealthChanged,
     Decided(Vec<(Pending, Decision)>),
     Written(Box<Pending>, Written),
-    Recovered(Result<Option<Channel>, String>),
+    Recovered(Result<Option<(Arc<Connection>, Channel)>, String>),
     Request(Option<Box<Pending>>),
     Deadline,
 }
 
 struct Task {
+    link: Link,
+    /// The connection `channel` is on.
     connection: Arc<Connection>,
     channel: Channel,
     /// Publishes started and not yet written (their frames are queued in lapin).
@@ -190,11 +207,16 @@ struct Task {
     confirms: Confirms<Pending>,
     /// Messages a failure interrupted, to send again once the channel works.
     resend: VecDeque<Pending>,
-    /// Waiting for the channel to recover; resolves to a new channel if one was opened.
-    recovering: Option<BoxFuture<'static, Result<Option<Channel>, String>>>,
+    /// Messages the broker refused, to send again at the instant given.
+    refused: Vec<(Instant, Pending)>,
+    /// Waiting for a usable channel; resolves to a new channel (and its connection) if one
+    /// was opened.
+    recovering: Option<BoxFuture<'static, Result<Option<(Arc<Connection>, Channel)>, String>>>,
     health: watch::Receiver<Health>,
     window: usize,
     confirm_timeout: Duration,
+    /// When a negative confirm last made the task open a fresh channel.
+    fresh_after_nack: Option<Instant>,
     /// The timer of the earliest deadline, kept across events (re-armed, not re-created).
     timer: Pin<Box<Sleep>>,
     /// What `timer` is set to.
@@ -220,7 +242,8 @@ impl Task {
                 }
                 Event::Written(pending, written) => self.written(*pending, written),
                 Event::Recovered(Ok(channel)) => {
-                    if let Some(channel) = channel {
+                    if let Some((connection, channel)) = channel {
+                        self.connection = connection;
                         self.channel = channel;
                     }
                     tracing::info!(resend = self.resend.len(), "publisher channel recovered");
@@ -301,7 +324,12 @@ impl Task {
     }
 
     fn next_deadline(&mut self) -> Option<Instant> {
-        let waiting = self.resend.iter().map(|p| p.deadline).min();
+        let waiting = self
+            .resend
+            .iter()
+            .map(|p| p.deadline)
+            .chain(self.refused.iter().map(|(at, _)| *at))
+            .min();
         match (self.confirms.next_deadline(), waiting) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -393,10 +421,10 @@ impl Task {
                 exchange: message.exchange.to_string(),
                 routing_key: message.routing_key.to_string(),
             }),
-            Decision::Nacked => Err(PublishError::Nacked {
-                exchange: message.exchange.to_string(),
-                routing_key: message.routing_key.to_string(),
-            }),
+            Decision::Nacked => {
+                self.refused(pending);
+                return self.fresh_channel_after_nack();
+            }
             Decision::Failed(error) => return self.interrupted(pending, error),
         };
         pending.answer(result);
@@ -425,35 +453,108 @@ impl Task {
         if self.recovering.is_some() {
             return;
         }
-        tracing::warn!(%error, "publisher channel interrupted; waiting for it to recover");
-        let channel = self.channel.clone();
-        let connection = self.connection.clone();
+        tracing::warn!(%error, "publisher channel interrupted; opening a new one");
+        let failed = self.channel.clone();
+        let link = self.link.clone();
         self.recovering = Some(Box::pin(async move {
-            if channel.wait_for_recovery(error).await.is_ok() && channel.status().connected() {
-                return Ok(None);
+            // A failed channel is never used again (its status can still say connected while
+            // its connection is torn down); one still open is closed.
+            if failed.status().connected() {
+                tokio::spawn(async move {
+                    let close = failed.close(200, "OK".into());
+                    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+                });
             }
-            // Closed by the broker (a channel error) or beyond lapin's recovery: open a new
-            // channel once the connection is up. The watchdog decides when to give up.
+            // Closed by the broker (a channel error), or its connection was lost: a new
+            // channel on the connection that is up, the one that replaced the lost one. The
+            // link's supervisor decides when to give up.
             loop {
-                let status = connection.status();
-                if status.closed() || status.errored() {
-                    return Err("the broker connection is closed".to_owned());
-                }
-                if status.connected() {
-                    match open_publisher(&connection).await {
-                        Ok(channel) => return Ok(Some(channel)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reopening the publisher channel failed")
-                        }
-                    }
+                let connection = link.up().await?;
+                match open_within(open_publisher(&connection)).await {
+                    Ok(channel) => return Ok(Some((connection, channel))),
+                    Err(error) => tracing::warn!(%error, "opening the publisher channel failed"),
                 }
                 tokio::time::sleep(REOPEN_POLL).await;
             }
         }));
     }
 
+    /// A quorum queue that refused a publish (`reject-publish` at its length limit) was seen
+    /// to go on refusing the channel's publishes after its limit was lifted; a new channel
+    /// publishes normally. So after a negative confirm the following publishes go on a fresh
+    /// channel, at most once per [`NACK_REOPEN_EVERY`]. The old channel is closed once its
+    /// own publishes are decided (by their deadline at the latest).
+    fn fresh_channel_after_nack(&mut self) {
+        let now = Instant::now();
+        if self.recovering.is_some()
+            || self
+                .fresh_after_nack
+                .is_some_and(|at| now.duration_since(at) < NACK_REOPEN_EVERY)
+        {
+            return;
+        }
+        self.fresh_after_nack = Some(now);
+        let (link, old, linger) = (
+            self.link.clone(),
+            self.channel.clone(),
+            self.confirm_timeout,
+        );
+        self.recovering = Some(Box::pin(async move {
+            let connection = link.up().await?;
+            match open_within(open_publisher(&connection)).await {
+                Ok(channel) => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(linger).await;
+                        if old.status().connected() {
+                            let _ = old.close(200, "OK".into()).await;
+                        }
+                    });
+                    Ok(Some((connection, channel)))
+                }
+                Err(error) => {
+                    // Go on with the old channel; a later negative confirm tries again.
+                    tracing::debug!(%error, "opening a fresh publisher channel failed");
+                    Ok(None)
+                }
+            }
+        }));
+    }
+
+    /// The broker refused `pending` (a negative confirm): a quorum queue does so while its
+    /// leader moves to another node, and a queue at its length limit with `reject-publish`
+    /// until it has room again. The message is sent again, with the same message id, after
+    /// a pause that doubles each time, for up to [`NACK_PATIENCE`] and within its deadline;
+    /// then it fails with [`PublishError::Nacked`].
+    fn refused(&mut self, mut pending: Pending) {
+        let now = Instant::now();
+        let first = *pending.first_nack.get_or_insert(now);
+        pending.nacks += 1;
+        let pause = NACK_PAUSE
+            .saturating_mul(1 << pending.nacks.min(8).saturating_sub(1))
+            .min(NACK_PAUSE_MAX);
+        let at = now + pause;
+        if at < pending.deadline && at < first + NACK_PATIENCE && pending.sends < MAX_SENDS {
+            tracing::debug!(
+                nacks = pending.nacks,
+                "publish refused by the broker; will re-send"
+            );
+            self.refused.push((at, pending));
+            return;
+        }
+        let message = &pending.message;
+        let nacked = PublishError::Nacked {
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
+        };
+        pending.answer(Err(nacked));
+    }
+
     fn expire(&mut self) {
         let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.refused.drain(..).partition(|(at, _)| *at <= now);
+        self.refused = later;
+        self.resend
+            .extend(due.into_iter().map(|(_, pending)| pending));
         for pending in self.confirms.expire(now) {
             let error = pending.timeout(self.confirm_timeout);
             pending.answer(Err(error));
@@ -475,6 +576,7 @@ impl Task {
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let mut all: Vec<Pending> = self.confirms.expire(far);
         all.extend(self.resend.drain(..));
+        all.extend(self.refused.drain(..).map(|(_, pending)| pending));
         while let Ok(pending) = requests.try_recv() {
             all.push(pending);
         }

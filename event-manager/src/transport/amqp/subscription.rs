@@ -1,9 +1,11 @@
 //! Consuming from a queue: deliveries, their settlement, and the end of a subscription.
 //!
-//! While lapin recovers a lost connection the consumer stream pauses, or yields an error and
-//! is resumed once the channel recovered. The subscription ends, for good, when the queue is
-//! gone (the broker cancelled the consumer), when the channel cannot recover, or when the
-//! connection watchdog gives the connection up; [`Subscription::end_reason`] says which.
+//! When the connection is lost, or the channel fails, the subscription consumes again on a
+//! new channel, on the connection that replaced the lost one; deliveries of the old channel
+//! go back to the queue and come again. The subscription ends, for good, when the queue is
+//! gone (the broker cancelled the consumer, or refuses to consume it again), or when the
+//! connection is given up; [`Subscription::end_reason`] says which. The service then declares
+//! its topology again and subscribes anew, or fails.
 //!
 //! Deliveries of a subscription are settled through its channel's [`AckPath`]: coalesced
 //! into `basic.ack multiple` frames, in order (see [`super::acks`]).
@@ -16,20 +18,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
-use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicRejectOptions};
-use tokio::sync::watch;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
 
 use super::acks::{AckPath, Ticket};
-use super::connect::Health;
 use super::convert::from_amqp;
+use super::convert::short;
+use super::link::{Link, OPEN_TIMEOUT};
 use crate::error::ConsumeError;
 use crate::message::Message;
 use crate::transport::{Incoming, Settler, Subscription};
 
 /// How long `basic.cancel` may take (it cannot leave while the connection is blocked).
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause between two failed attempts to consume again.
+const RESUME_PAUSE: Duration = Duration::from_millis(200);
 
 fn message(delivery: &mut Delivery) -> Arc<Message> {
     Arc::new(Message {
@@ -96,52 +102,94 @@ impl AmqpAcker {
     }
 }
 
+/// Opens a channel on `connection` with `prefetch` and consumes `queue` on it.
+pub(super) async fn consume(
+    connection: &Connection,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(Channel, lapin::Consumer), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            short(queue),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer))
+}
+
+/// A consumer on the connection it was opened on.
+type Consuming = (Arc<Connection>, Channel, lapin::Consumer);
+
 pub(super) struct AmqpSubscription {
+    link: Link,
+    queue: String,
+    prefetch: u16,
+    /// The connection `channel` is on.
+    connection: Arc<Connection>,
     channel: Channel,
     consumer: lapin::Consumer,
     /// Where the deliveries are settled.
     acks: Arc<AckPath>,
-    /// Resolves with the reason once the watchdog gives the connection up.
+    /// Resolves with the reason once the connection is given up.
     dead: BoxFuture<'static, String>,
-    /// Waiting for the channel to recover after the consumer was interrupted.
-    recovering: Option<BoxFuture<'static, Result<(), String>>>,
+    /// Consuming again on a new channel after the consumer was interrupted.
+    resuming: Option<BoxFuture<'static, Result<Consuming, String>>>,
     ended: Option<String>,
     cancelled: bool,
 }
 
 impl AmqpSubscription {
-    pub(super) fn new(
-        channel: Channel,
-        consumer: lapin::Consumer,
-        prefetch: u16,
-        mut health: watch::Receiver<Health>,
-    ) -> Self {
+    pub(super) fn new(link: Link, queue: &str, prefetch: u16, consuming: Consuming) -> Self {
+        let mut health = link.health();
         let dead = Box::pin(async move {
             match health.wait_for(|h| h.failure().is_some()).await {
                 Ok(h) => h.failure().unwrap_or_default(),
                 Err(_) => "the transport was dropped".to_owned(),
             }
         });
+        let (connection, channel, consumer) = consuming;
         Self {
+            link,
+            queue: queue.to_owned(),
+            prefetch,
             acks: AckPath::start(channel.clone(), prefetch),
+            connection,
             channel,
             consumer,
             dead,
-            recovering: None,
+            resuming: None,
             ended: None,
             cancelled: false,
         }
     }
 
-    /// Waits for the channel to recover from `error`: as long as the connection is being
-    /// re-established (the watchdog ends the wait when it gives up).
-    fn recover(&self, error: lapin::Error) -> BoxFuture<'static, Result<(), String>> {
-        let channel = self.channel.clone();
+    /// Consumes again on a new channel, on the connection that is up (the one that replaced
+    /// a lost connection). Pauses and tries again while the connection is coming back; ends
+    /// with the reason when the queue is missing there (the service declares its topology
+    /// again) or once the connection is given up.
+    fn resume(&self) -> BoxFuture<'static, Result<Consuming, String>> {
+        let (link, queue, prefetch) = (self.link.clone(), self.queue.clone(), self.prefetch);
         Box::pin(async move {
-            channel
-                .wait_for_recovery(error)
-                .await
-                .map_err(|e| format!("the consumer's channel cannot recover: {e}"))
+            loop {
+                let connection = link.up().await?;
+                match tokio::time::timeout(OPEN_TIMEOUT, consume(&connection, &queue, prefetch))
+                    .await
+                {
+                    Ok(Ok((channel, consumer))) => return Ok((connection, channel, consumer)),
+                    Ok(Err(e)) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(_)) => {
+                        return Err(format!("consuming `{queue}` again was refused: {e}"));
+                    }
+                    Ok(Err(e)) => tracing::warn!(%queue, error = %e, "consuming again failed"),
+                    Err(_) => tracing::warn!(%queue, "consuming again got no answer in time"),
+                }
+                tokio::time::sleep(RESUME_PAUSE).await;
+            }
         })
     }
 
@@ -162,19 +210,32 @@ impl Subscription for AmqpSubscription {
             if let Poll::Ready(reason) = self.dead.as_mut().poll(cx) {
                 return self.end(reason);
             }
-            if let Some(recovering) = &mut self.recovering {
-                let recovered = ready!(recovering.as_mut().poll(cx));
-                self.recovering = None;
-                if let Err(reason) = recovered {
-                    return self.end(reason);
+            if let Some(resuming) = &mut self.resuming {
+                let resumed = ready!(resuming.as_mut().poll(cx));
+                self.resuming = None;
+                match resumed {
+                    Ok((connection, channel, consumer)) => {
+                        tracing::info!(queue = %self.queue, "consuming again");
+                        // Deliveries of the old channel cannot be settled any more: the
+                        // broker has put them back in the queue.
+                        self.acks = AckPath::start(channel.clone(), self.prefetch);
+                        self.connection = connection;
+                        self.channel = channel;
+                        self.consumer = consumer;
+                    }
+                    Err(reason) => return self.end(reason),
                 }
             }
             match ready!(Pin::new(&mut self.consumer).poll_next(cx)) {
-                None => {
+                None if self.connection.status().connected() => {
                     return self.end(
                         "the broker cancelled the consumer (queue deleted?) or the channel closed"
                             .to_owned(),
                     );
+                }
+                None => {
+                    tracing::warn!(queue = %self.queue, "connection lost; consuming again once it is back");
+                    self.resuming = Some(self.resume());
                 }
                 Some(Ok(mut delivery)) => {
                     let ticket = self.acks.register(delivery.delivery_tag, &delivery.acker);
@@ -186,8 +247,8 @@ impl Subscription for AmqpSubscription {
                     )));
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer interrupted; waiting for recovery");
-                    self.recovering = Some(self.recover(e));
+                    tracing::warn!(queue = %self.queue, error = %e, "consumer interrupted; consuming again");
+                    self.resuming = Some(self.resume());
                 }
             }
         }
