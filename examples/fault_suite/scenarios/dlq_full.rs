@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_manager::Bus;
-use event_manager::transport::QueueKind;
 use event_manager_examples::Order;
 
 use crate::broker::{self, exact_pattern};
@@ -26,11 +25,9 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     let tally = Tally::default();
     let bus = scope.bus().await?;
     let mut service = scope.service(&bus);
-    // Classic queues: on RabbitMQ 3.10.8 a quorum dead-letter queue that refused a move with
-    // `reject-publish` kept nacking the publisher channel's moves after the limit was lifted
-    // (README, known gaps); until the publisher reopens its channel on nacks this scenario
-    // checks the hold on classic queues.
-    service.queue_kind(QueueKind::Classic);
+    // Quorum queues (the default). A quorum dead-letter queue that refused a move with
+    // `reject-publish` was seen to go on refusing the publisher channel's moves after its
+    // limit was lifted; the publisher opens a fresh channel after a refusal.
     service.on(Order::SUBMIT, record(&tally.handled));
     let running = service.start().await.ctx("starting the service")?;
     let dlq = scope.dead_letter_queue(&bus);

@@ -187,12 +187,16 @@ enum WriteFailure {
 /// A publish being written, handing its message back with the outcome.
 type Writing = Pin<Box<dyn Future<Output = (Pending, Written)> + Send>>;
 
+/// A usable channel again: a new one (with its connection), or `None` to go on with the
+/// current one; or why there will be none.
+type Recovered = Result<Option<(Arc<Connection>, Channel)>, String>;
+
 /// What woke the task.
 enum Event {
     HealthChanged,
     Decided(Vec<(Pending, Decision)>),
     Written(Box<Pending>, Written),
-    Recovered(Result<Option<(Arc<Connection>, Channel)>, String>),
+    Recovered(Recovered),
     Request(Option<Box<Pending>>),
     Deadline,
 }
@@ -211,7 +215,7 @@ struct Task {
     refused: Vec<(Instant, Pending)>,
     /// Waiting for a usable channel; resolves to a new channel (and its connection) if one
     /// was opened.
-    recovering: Option<BoxFuture<'static, Result<Option<(Arc<Connection>, Channel)>, String>>>,
+    recovering: Option<BoxFuture<'static, Recovered>>,
     health: watch::Receiver<Health>,
     window: usize,
     confirm_timeout: Duration,
