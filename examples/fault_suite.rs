@@ -70,6 +70,11 @@ enum Verdict {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    // The library's own log, on standard error, only when asked for (`RUST_LOG=...`): the
+    // faults make it warn a lot.
+    if std::env::var_os("RUST_LOG").is_some() {
+        event_manager_examples::observe::log_to_stderr();
+    }
     let all = scenarios::all();
     if args.list {
         for s in &all {

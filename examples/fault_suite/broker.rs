@@ -80,12 +80,19 @@ pub struct QueueStat {
     pub ready: u64,
     pub unacked: u64,
     pub consumers: u64,
+    /// Whether the broker gave the counts: a quorum queue that is still recovering after a
+    /// broker restart is listed without them.
+    pub known: bool,
 }
 
 impl QueueStat {
     /// Messages still in the queue: ready, delivered and unacknowledged, or waiting to be
-    /// dead-lettered.
+    /// dead-lettered. A queue listed without counts holds at least one, as far as anyone
+    /// can tell: it is never taken for empty.
     pub fn held(&self) -> u64 {
+        if !self.known {
+            return self.messages.max(self.ready + self.unacked).max(1);
+        }
         self.messages.max(self.ready + self.unacked)
     }
 
@@ -127,6 +134,7 @@ pub async fn queues(needles: &[String]) -> Res<Vec<QueueStat>> {
                     ready: number(row, "messages_ready"),
                     unacked: number(row, "messages_unacknowledged"),
                     consumers: number(row, "consumers"),
+                    known: row["messages"].is_u64(),
                 })
         })
         .collect())
