@@ -131,3 +131,85 @@ async fn a_channel_error_fails_only_the_publish_that_caused_it() {
     assert_eq!(routed, total - total / 100);
     assert_eq!(ids.len() as u64, routed, "every confirmed publish arrived");
 }
+
+/// A queue at its length limit with `reject-publish` refuses a publish (a negative confirm),
+/// as a quorum queue does while its leader moves to another node. The publisher sends the
+/// refused message again, with its message id, until the queue takes it; a message refused
+/// for longer than 15 s fails with `Nacked`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_is_sent_again_with_its_message_id() {
+    use std::time::{Duration, Instant};
+
+    use event_manager::message::{Message, Properties};
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable, ShortString};
+
+    let env = Env::rabbitmq().await;
+    let queue = env.raw_queue("refusing");
+    let connection = lapin::Connection::connect(&common::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    // A classic queue: it refuses exactly past its limit (a quorum queue only some time
+    // after it went over it).
+    let mut arguments = FieldTable::default();
+    arguments.insert(ShortString::from("x-max-length"), AMQPValue::LongInt(1));
+    arguments.insert(
+        ShortString::from("x-overflow"),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), durable, arguments)
+        .await
+        .unwrap();
+    let message = |id: &str| Message {
+        // The default exchange routes to the queue named by the routing key.
+        exchange: "".into(),
+        routing_key: queue.clone().into(),
+        body: b"{}".to_vec().into(),
+        properties: Properties {
+            message_id: Some(id.to_owned()),
+            ..Default::default()
+        },
+    };
+
+    env.transport().publish(message("first")).await.unwrap();
+    let transport = env.transport().clone();
+    let second = tokio::spawn({
+        let message = message("second");
+        async move { transport.publish(message).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if second.is_finished() {
+        panic!("the refused publish ended early: {:?}", second.await);
+    }
+    let first = env.take(&queue).await;
+    assert_eq!(first.properties.message_id.as_deref(), Some("first"));
+    tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("confirmed once the queue had room")
+        .unwrap()
+        .expect("the re-sent publish is confirmed");
+    let again = env.take(&queue).await;
+    assert_eq!(again.properties.message_id.as_deref(), Some("second"));
+
+    // Full for good: refused for 15 s, then `Nacked`.
+    env.transport().publish(message("third")).await.unwrap();
+    let started = Instant::now();
+    let refused = env.transport().publish(message("fourth")).await;
+    let waited = started.elapsed();
+    let _ = connection.close(200, "OK".into()).await;
+    env.cleanup().await;
+    assert!(
+        matches!(refused, Err(PublishError::Nacked { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(10),
+        "re-sent for a while before failing, not {waited:?}"
+    );
+}

@@ -45,5 +45,5 @@ async fn from_env_trusts_the_ca_file_it_names() {
         .await
         .expect("deletes over TLS");
     bus.close().await;
-    assert!(terminator.sessions.load(Ordering::SeqCst) >= 2);
+    assert!(terminator.sessions.load(Ordering::SeqCst) >= 1);
 }

@@ -275,7 +275,9 @@ pub enum PublishError {
         /// The routing key used.
         routing_key: String,
     },
-    /// The broker refused to take responsibility for the message (negative confirm).
+    /// The broker refused to take responsibility for the message (negative confirm), each
+    /// time it was sent: a refused message is sent again, with the same message id, for up
+    /// to 15 s (a quorum queue refuses publishes while its leader moves) before this error.
     #[error("the broker did not confirm the message to `{exchange}` with key `{routing_key}`")]
     Nacked {
         /// The exchange published to.

@@ -4,49 +4,20 @@
 //! deletes every queue and exchange it created.
 #![cfg(all(feature = "cli", feature = "testing", feature = "amqp"))]
 
+mod common;
+
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use event_manager::{Bus, Event, Exchange, HandlerError, RetryPolicy, Service};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use event_manager::{Bus, HandlerError, RetryPolicy, Service};
+
+use common::{ORDER, Order, amqp_url, unique_namespace};
 use serde_json::{Value, json};
-
-const ORDER: Exchange = Exchange::topic("order");
-
-/// The event the test service refuses.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
-#[event(exchange = ORDER, version = "1.0.0", events(submit))]
-struct Order {
-    id: u64,
-}
 
 /// The service whose queues the tests manage.
 const SERVICE: &str = "billing_order";
 /// Its retry delays (naming its wait queues), as given to `--retry-delays`.
 const DELAYS_ARG: &str = "200ms,1s";
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// A namespace no other test, run or process uses.
-fn unique_namespace() -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "cli{}x{nanos:x}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 /// What the binary did.
 struct Run {
@@ -95,7 +66,7 @@ impl Fixture {
         let bus = runtime.block_on(Bus::connect(&url)).unwrap_or_else(|e| {
             panic!("RabbitMQ is required for this test and could not be reached: {e}")
         });
-        let namespace = unique_namespace();
+        let namespace = unique_namespace("cli");
         Self {
             runtime,
             bus: bus.with_namespace(&namespace),

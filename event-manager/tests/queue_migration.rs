@@ -5,8 +5,9 @@
 //! and deletes every queue and exchange it created.
 #![cfg(all(feature = "testing", feature = "amqp"))]
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use event_manager::envelope::{
@@ -16,18 +17,10 @@ use event_manager::envelope::{
 use event_manager::message::{Message, Properties};
 use event_manager::topology::{MIGRATING_SUFFIX, Migrated};
 use event_manager::transport::{QueueKind, QueueSpec, Transport};
-use event_manager::{Bus, ConsumeError, Event, Exchange, RetryPolicy, Service, TopologyError};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use event_manager::{Bus, ConsumeError, RetryPolicy, Service, TopologyError};
+
+use common::{ORDER, Order, amqp_url, unique_namespace};
 use tokio::sync::mpsc;
-
-const ORDER: Exchange = Exchange::topic("order");
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Event)]
-#[event(exchange = ORDER, version = "1.0.0", events(submit))]
-struct Order {
-    id: u64,
-}
 
 /// Events in the classic queue before the migration, and published during it.
 const BEFORE: u64 = 300;
@@ -36,38 +29,17 @@ const DURING: u64 = 300;
 const DEAD: usize = 3;
 const RETRIED: usize = 2;
 
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// A namespace no other test, run or process uses.
-fn unique_namespace() -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "mig{}x{nanos:x}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 async fn rabbitmq() -> Bus {
     Bus::connect(&amqp_url())
         .await
         .unwrap_or_else(|e| {
             panic!("RabbitMQ is required for this test and could not be reached: {e}")
         })
-        .with_namespace(unique_namespace())
+        .with_namespace(unique_namespace("mig"))
 }
 
 fn memory() -> Bus {
-    Bus::in_memory().with_namespace(unique_namespace())
+    Bus::in_memory().with_namespace(unique_namespace("mig"))
 }
 
 /// The service `billing` of `kind` (`None`: the default, quorum), bound to the order

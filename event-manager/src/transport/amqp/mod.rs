@@ -92,8 +92,8 @@ impl AmqpTransport {
     /// (`amqp://u:p@rabbit-1:5672/%2f,amqp://u:p@rabbit-2:5672/%2f`), sharing user, password
     /// and virtual host. The connection goes to the first node that answers, in the order
     /// given or shuffled ([`AmqpOptions::shuffle_urls`]). When it is lost, the reconnect
-    /// starts with the next node and tries the lost one last; exchanges, queues, bindings,
-    /// consumers and unconfirmed publishes are restored on the node that answers.
+    /// starts with the next node and tries the lost one last; consumers consume again and
+    /// unconfirmed publishes are re-sent on the node that answers.
     pub async fn connect_with(url: &str, options: &AmqpOptions) -> Result<Self, ConnectError> {
         let nodes = nodes::Nodes::parse(url, options.shuffle_urls)?;
         if nodes.any_secure() && !cfg!(feature = "tls") {
