@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use event_manager::message::Message;
-use event_manager::transport::{InMemoryBroker, QueueSpec, Transport};
+use event_manager::transport::{InMemoryBroker, QueueKind, QueueSpec, Transport};
 use event_manager::{BindingPattern, Bus, Event, Exchange};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -644,7 +644,10 @@ async fn typed_consume(
     let on_progress = Arc::new(on_progress);
     let mut service = bus.service(queue);
     service.bind(BENCH, "bench.*.submit")?;
+    // A classic queue, as the raw side declares: the comparison is of the clients, on the
+    // same kind of queue (quorum queues, the services' default, cost the broker more).
     service
+        .queue_kind(QueueKind::Classic)
         .prefetch(prefetch)
         .concurrency(usize::from(prefetch));
     let (h, d) = (handled.clone(), done.clone());

@@ -73,6 +73,10 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
         })
         .await;
     let after_seconds = after_began.elapsed();
+    // Queue statistics lag behind a restarted broker (a quorum queue can be listed empty for a
+    // few seconds while it holds messages): wait for the messages themselves.
+    let consuming_again = consuming_again(&running, back).await;
+    let all_handled = all_handled(&tally, Duration::from_secs(60)).await;
     let stuck = scope.settle(Duration::from_secs(60)).await?;
     let stopped = stop_service(running, Duration::from_secs(15)).await;
 
@@ -87,13 +91,51 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
             secs(during.iter().map(|a| a.took).max().unwrap_or_default()),
         )
         .fact("after_outage", kinds(&after))
-        .fact("after_outage_publish_s", secs(after_seconds));
+        .fact("after_outage_publish_s", secs(after_seconds))
+        .fact(
+            "consuming_again_s",
+            consuming_again.map_or_else(|| "never".to_owned(), secs),
+        )
+        .fact("all_handled_s", secs(all_handled.elapsed()));
+    if consuming_again.is_none() {
+        report.problem(format!(
+            "the in-process service was not consuming {} s after the broker came back",
+            CONSUMING_WITHIN.as_secs()
+        ));
+    }
     judge_during(&mut report, &during);
     judge_child(&mut report, &child, child_exit, child_seconds);
     if let Err(e) = stopped {
         report.problem(format!("the in-process service: {e}"));
     }
     Ok(report)
+}
+
+/// How soon after the broker is back the in-process service must consume again.
+const CONSUMING_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long after `back` the service was connected and consuming again, if it was within
+/// [`CONSUMING_WITHIN`].
+async fn consuming_again(
+    running: &event_manager::RunningService,
+    back: Instant,
+) -> Option<Duration> {
+    while back.elapsed() < CONSUMING_WITHIN {
+        if running.health().is_healthy() {
+            return Some(back.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Waits until every confirmed message was handled, or `limit` passed; returns when it began.
+async fn all_handled(tally: &Tally, limit: Duration) -> Instant {
+    let began = Instant::now();
+    while began.elapsed() < limit && !tally.lost().is_empty() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    began
 }
 
 /// The service: slow while `slow` is set (50 ms per message, 4 at a time) so that messages
