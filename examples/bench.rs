@@ -681,6 +681,7 @@ async fn latency_typed(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut service = bus.service(queue);
     service.bind(BENCH, "bench.*.submit")?;
+    service.queue_kind(QueueKind::Classic);
     service.on(BenchOrder::SUBMIT, move |o: BenchOrder, _| {
         let tx = tx.clone();
         async move {
@@ -895,6 +896,7 @@ async fn broker(args: &Args, url: &str) -> Result<Broker, Box<dyn std::error::Er
     let typed_queue = "typed".to_owned();
     let mut declare = bus.service(&typed_queue);
     declare.bind(BENCH, "bench.*.submit")?;
+    declare.queue_kind(QueueKind::Classic);
     declare.on(BenchOrder::SUBMIT, |_: BenchOrder, _| async { Ok(()) });
     declare.declare().await?;
 
