@@ -37,6 +37,15 @@ pub enum Entity {
 }
 
 impl Entity {
+    /// The binding of `queue` to `exchange` with `pattern`.
+    pub(crate) fn binding(queue: &str, exchange: &str, pattern: &crate::BindingPattern) -> Self {
+        Self::Binding {
+            queue: queue.to_owned(),
+            exchange: exchange.to_owned(),
+            pattern: pattern.to_string(),
+        }
+    }
+
     /// The queue this entity is or belongs to, if any.
     pub fn queue(&self) -> Option<&str> {
         match self {

@@ -286,11 +286,7 @@ pub trait Transport: Send + Sync + 'static {
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
         Err(TopologyError::Refused {
-            entity: crate::error::Entity::Binding {
-                queue: queue.to_owned(),
-                exchange: exchange.to_owned(),
-                pattern: pattern.to_string(),
-            },
+            entity: crate::error::Entity::binding(queue, exchange, pattern),
             detail: "this transport cannot remove bindings".to_owned(),
         })
     }

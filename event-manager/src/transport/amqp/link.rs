@@ -89,7 +89,12 @@ impl Link {
         Some(self.current()).filter(|c| c.status().connected())
     }
 
-    /// The transport's health.
+    /// Why nothing can be done on the transport any more (closed, or given up), if so.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.health.borrow().failure()
+    }
+
+    /// The transport's health, to wait on.
     pub(super) fn health(&self) -> watch::Receiver<Health> {
         self.health.clone()
     }

@@ -168,7 +168,7 @@ impl AmqpTransport {
     }
 
     fn ensure_alive(&self, entity: &Entity) -> Result<(), TopologyError> {
-        match self.link.health().borrow().failure() {
+        match self.link.failure() {
             Some(detail) => Err(TopologyError::Connection {
                 entity: entity.clone(),
                 detail,
@@ -268,11 +268,7 @@ impl Transport for AmqpTransport {
         exchange: &str,
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
-        let entity = Entity::Binding {
-            queue: queue.to_owned(),
-            exchange: exchange.to_owned(),
-            pattern: pattern.to_string(),
-        };
+        let entity = Entity::binding(queue, exchange, pattern);
         self.topology(entity, |channel| async move {
             channel
                 .queue_bind(
@@ -293,11 +289,7 @@ impl Transport for AmqpTransport {
         exchange: &str,
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
-        let entity = Entity::Binding {
-            queue: queue.to_owned(),
-            exchange: exchange.to_owned(),
-            pattern: pattern.to_string(),
-        };
+        let entity = Entity::binding(queue, exchange, pattern);
         // RabbitMQ takes the unbinding of a missing binding; a missing queue or exchange
         // (404) means there is nothing bound either.
         let unbound = self
@@ -434,6 +426,6 @@ impl Transport for AmqpTransport {
     }
 
     fn is_connected(&self) -> bool {
-        *self.link.health().borrow() == Health::Alive && self.link.up_now().is_some()
+        self.link.failure().is_none() && self.link.up_now().is_some()
     }
 }

@@ -250,7 +250,11 @@ impl Task {
                         self.connection = connection;
                         self.channel = channel;
                     }
-                    tracing::info!(resend = self.resend.len(), "publisher channel recovered");
+                    if self.resend.is_empty() {
+                        tracing::debug!("publisher on a new channel");
+                    } else {
+                        tracing::info!(resend = self.resend.len(), "publisher channel recovered");
+                    }
                 }
                 Event::Recovered(Err(reason)) => {
                     tracing::error!(%reason, "the publisher channel cannot recover");

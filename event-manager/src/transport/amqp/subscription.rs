@@ -19,14 +19,14 @@ use async_trait::async_trait;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicRejectOptions};
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 
 use super::acks::{AckPath, Ticket};
-use super::convert::from_amqp;
-use super::convert::short;
+use super::convert::{from_amqp, short};
 use super::link::{Link, OPEN_TIMEOUT};
 use crate::error::ConsumeError;
 use crate::message::Message;
@@ -175,7 +175,14 @@ impl AmqpSubscription {
     /// again) or once the connection is given up.
     fn resume(&self) -> BoxFuture<'static, Result<Consuming, String>> {
         let (link, queue, prefetch) = (self.link.clone(), self.queue.clone(), self.prefetch);
+        // A failed channel still open would keep its consumer and hold up to the prefetch of
+        // deliveries: close it, which hands them back to the queue.
+        let failed = self.channel.clone();
         Box::pin(async move {
+            if failed.status().connected() {
+                let close = failed.close(200, "OK".into());
+                let _ = tokio::time::timeout(OPEN_TIMEOUT, close).await;
+            }
             loop {
                 let connection = link.up().await?;
                 match tokio::time::timeout(OPEN_TIMEOUT, consume(&connection, &queue, prefetch))
