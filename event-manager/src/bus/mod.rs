@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, RwLock};
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
@@ -86,6 +87,9 @@ pub struct Bus {
 
 struct BusInner {
     transport: Arc<dyn Transport>,
+    /// The same transport when it is the embedded broker, published to without a boxed
+    /// future.
+    memory: Option<InMemoryBroker>,
     app_id: Cow<'static, str>,
     namespace: Option<String>,
     /// Exchanges declared through this bus; a bus publishes to a handful, so a list is the
@@ -153,8 +157,12 @@ fn default_app_id() -> Cow<'static, str> {
 impl Bus {
     /// A bus over `transport`.
     pub fn with_transport(transport: impl Transport) -> Self {
+        let memory = (&transport as &dyn std::any::Any)
+            .downcast_ref::<InMemoryBroker>()
+            .cloned();
         Self::from_arc(
             Arc::new(transport),
+            memory,
             default_app_id(),
             None,
             unroutable::Policies::default(),
@@ -163,6 +171,7 @@ impl Bus {
 
     fn from_arc(
         transport: Arc<dyn Transport>,
+        memory: Option<InMemoryBroker>,
         app_id: Cow<'static, str>,
         namespace: Option<String>,
         unroutable: unroutable::Policies,
@@ -170,6 +179,7 @@ impl Bus {
         Self {
             inner: Arc::new(BusInner {
                 transport,
+                memory,
                 app_id,
                 namespace,
                 declared: RwLock::new(Vec::new()),
@@ -258,6 +268,7 @@ impl Bus {
     pub fn with_app_id(&self, app_id: impl Into<Cow<'static, str>>) -> Self {
         Self::from_arc(
             self.inner.transport.clone(),
+            self.inner.memory.clone(),
             app_id.into(),
             self.inner.namespace.clone(),
             self.inner.unroutable.clone(),
@@ -278,6 +289,7 @@ impl Bus {
     pub fn with_namespace(&self, namespace: impl Into<String>) -> Self {
         Self::from_arc(
             self.inner.transport.clone(),
+            self.inner.memory.clone(),
             self.inner.app_id.clone(),
             Some(namespace.into()),
             self.inner.unroutable.clone(),
@@ -313,6 +325,7 @@ impl Bus {
     pub fn with_unroutable<T>(&self, event: EventDef<T>, policy: Unroutable) -> Self {
         Self::from_arc(
             self.inner.transport.clone(),
+            self.inner.memory.clone(),
             self.inner.app_id.clone(),
             self.inner.namespace.clone(),
             self.inner.unroutable.with(event.routing_key(), policy),
@@ -367,15 +380,32 @@ impl Bus {
     }
 
     /// Publishes an event's message and returns once the broker confirmed it, counted in the
-    /// publish metrics of its event.
+    /// publish metrics of its event: sent, then confirmed (and unroutable) or nacked, with the
+    /// time to the confirm.
     pub(crate) async fn publish_event(
         &self,
         message: crate::message::Message,
     ) -> Result<(), PublishError> {
-        self.inner
-            .metrics
-            .publish(self.inner.transport.as_ref(), message)
-            .await
+        let handles = self.inner.metrics.of(&message.routing_key);
+        handles.sent();
+        let result = match &self.inner.memory {
+            // The embedded broker confirms as it routes: no future to box, no time to take.
+            Some(broker) => {
+                // Take part in tokio's cooperative scheduling, as its `publish` does, so that
+                // a tight publish loop lets consumers on the same thread run.
+                tokio::task::consume_budget().await;
+                let result = broker.publish_now(message);
+                handles.settled(&result, Duration::ZERO);
+                result
+            }
+            None => {
+                let started = Instant::now();
+                let result = self.inner.transport.publish(message).await;
+                handles.settled(&result, started.elapsed());
+                result
+            }
+        };
+        result
     }
 
     /// Declares `exchange` once per bus.

@@ -32,7 +32,7 @@ pub(crate) fn task_id(message: &Message) -> Option<&str> {
 
 /// The payload of a Celery task message body: its `instance` keyword argument, or its only
 /// positional argument.
-pub(crate) fn payload(body: &[u8]) -> Result<Bytes, String> {
+pub(crate) fn payload(body: &[u8]) -> Result<Vec<u8>, String> {
     let (args, mut kwargs, _embed): (Vec<Value>, Map<String, Value>, Value) =
         serde_json::from_slice(body)
             .map_err(|e| format!("not a Celery task body `[args, kwargs, embed]`: {e}"))?;
@@ -47,9 +47,7 @@ pub(crate) fn payload(body: &[u8]) -> Result<Bytes, String> {
             }
         },
     };
-    serde_json::to_vec(&instance)
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
+    serde_json::to_vec(&instance).map_err(|e| e.to_string())
 }
 
 /// The body of a Celery task message whose `instance` is the JSON `payload`.

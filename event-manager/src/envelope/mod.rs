@@ -23,7 +23,6 @@
 //! each other in [`PUBLISHED_AS_HEADER`].
 
 use std::borrow::Cow;
-use std::fmt::Write;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,10 +141,35 @@ static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// hexadecimal (`3f9c0a6b1d2e4f50-1a`).
 pub(crate) fn new_message_id() -> String {
     let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut id = String::with_capacity(ID_PREFIX.len() + 17);
-    // Writing to a `String` cannot fail.
-    let _ = write!(id, "{}-{n:x}", *ID_PREFIX);
+    let (digits, at) = hex_digits(n);
+    let mut id = String::with_capacity(ID_PREFIX.len() + 1 + digits.len() - at);
+    id.push_str(&ID_PREFIX);
+    id.push('-');
+    id.extend(digits[at..].iter().map(|&d| char::from(d)));
     id
+}
+
+/// `n` in lower-case hexadecimal without leading zeros: the digits are `digits[at..]`.
+/// Written by hand: `format!` costs more than the rest of the message id.
+fn hex_digits(n: u64) -> ([u8; 16], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            return (digits, at);
+        }
+    }
+}
+
+#[cfg(test)]
+fn hex_of(n: u64) -> String {
+    let (digits, at) = hex_digits(n);
+    digits[at..].iter().map(|&d| char::from(d)).collect()
 }
 
 fn now() -> SystemTime {
@@ -426,7 +450,7 @@ pub(crate) struct Received<'a> {
     /// The [`PUBLISHED_AS_HEADER`], for an event published in several majors at once.
     pub published_as: Option<&'a str>,
     /// The payload as JSON: the body, or the `instance` argument of a Celery task message.
-    pub payload: Bytes,
+    pub payload: Cow<'a, [u8]>,
 }
 
 /// Why a received message cannot be read.
@@ -507,8 +531,8 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
     // in its `instance` keyword argument.
     let task = task.filter(|task| EventKey::parse(task).is_some());
     let payload = match task {
-        Some(_) => celery::payload(&message.body).map_err(EnvelopeError::Body)?,
-        None => message.body.clone(),
+        Some(_) => Cow::Owned(celery::payload(&message.body).map_err(EnvelopeError::Body)?),
+        None => Cow::Borrowed(message.body.as_ref()),
     };
     let routing_key = original_key.or(task).unwrap_or(&message.routing_key);
     let key_major = EventKey::parse(routing_key).map(|k| k.major());

@@ -125,3 +125,18 @@ fn message_ids_are_unique() {
     let b = new_message_id();
     assert_ne!(a, b);
 }
+
+#[test]
+fn a_message_id_is_the_prefix_and_the_counter_in_hexadecimal() {
+    for _ in 0..40 {
+        let id = new_message_id();
+        let (prefix, counter) = id.split_once('-').expect("prefix-counter");
+        assert_eq!(prefix, ID_PREFIX.as_str());
+        let n = u64::from_str_radix(counter, 16).expect("hexadecimal");
+        assert_eq!(counter, format!("{n:x}"), "no leading zeros, lower case");
+    }
+    // The largest counter still fits.
+    assert_eq!(hex_of(u64::MAX), "ffffffffffffffff");
+    assert_eq!(hex_of(0), "0");
+    assert_eq!(hex_of(0x1a), "1a");
+}

@@ -108,25 +108,33 @@ impl<'a> EventKey<'a> {
     /// Reads `key` as `<exchange>.v<major>.<event>`; `None` when it is not of that form (see
     /// the rules on [`EventKey`]). Does not allocate.
     pub fn parse(key: &'a str) -> Option<Self> {
-        if key.len() > MAX_KEY_LEN {
+        // One pass over the bytes: the consumer reads the key of every message.
+        let bytes = key.as_bytes();
+        if bytes.len() > MAX_KEY_LEN {
             return None;
         }
-        let mut words = key.split('.');
-        let (exchange, version, event) = (words.next()?, words.next()?, words.next()?);
-        if words.next().is_some()
-            || !is_valid_word(exchange.as_bytes())
-            || !is_valid_word(event.as_bytes())
-        {
+        // The exchange: a word up to the first dot.
+        let dot = bytes.iter().position(|&b| b == b'.')?;
+        if !is_valid_word(&bytes[..dot]) || bytes.get(dot + 1) != Some(&b'v') {
             return None;
         }
-        let digits = version.strip_prefix('v')?;
-        if digits.is_empty()
-            || (digits.len() > 1 && digits.starts_with('0'))
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
+        // The major: decimal digits after the `v`, without a leading zero, fitting a u64.
+        let digits = dot + 2;
+        let mut at = digits;
+        let mut major: u64 = 0;
+        while let Some(&b) = bytes.get(at).filter(|b| b.is_ascii_digit()) {
+            major = major.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            at += 1;
+        }
+        let count = at - digits;
+        if count == 0 || (count > 1 && bytes[digits] == b'0') || bytes.get(at) != Some(&b'.') {
             return None;
         }
-        Some(Self::new(exchange, digits.parse().ok()?, event))
+        // The event: one word to the end (a further dot is not a word character).
+        if !is_valid_word(&bytes[at + 1..]) {
+            return None;
+        }
+        Some(Self::new(&key[..dot], major, &key[at + 1..]))
     }
 
     /// The exchange, the first word (`order`).

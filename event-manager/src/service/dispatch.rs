@@ -28,7 +28,7 @@ pub(super) async fn handle(shared: &Shared, incoming: Incoming) {
     async move {
         let _in_flight = shared.in_flight.enter();
         let started = Instant::now();
-        shared.status.delivered();
+        shared.status.delivered(started);
         let (outcome, attempts, event) =
             run_callbacks(shared, &message, incoming.redelivered).await;
         // Counted under the event's routing key (a retry arrives from its wait queue under

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::transport::Transport;
 
@@ -33,12 +33,26 @@ impl Health {
 }
 
 /// What the consume loop records for [`Health`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Status {
     consuming: AtomicBool,
-    /// Milliseconds since the Unix epoch; 0 before the first delivery.
-    last_delivery_ms: AtomicU64,
+    /// The instant the delivery times count from.
+    since: Instant,
+    /// Microseconds from `since` to the last delivery, plus one; 0 before the first delivery.
+    /// Monotonic: turned into wall-clock time when read, against the clock of that moment.
+    last_delivery_us: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            consuming: AtomicBool::new(false),
+            since: Instant::now(),
+            last_delivery_us: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
 }
 
 impl Status {
@@ -46,11 +60,21 @@ impl Status {
         self.consuming.store(consuming, Ordering::Relaxed);
     }
 
-    pub(crate) fn delivered(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_millis().max(1) as u64);
-        self.last_delivery_ms.store(now, Ordering::Relaxed);
+    /// A delivery was taken `at` (the instant its handling started: no clock read here).
+    pub(crate) fn delivered(&self, at: Instant) {
+        let us = u64::try_from(at.saturating_duration_since(self.since).as_micros())
+            .unwrap_or(u64::MAX - 1);
+        self.last_delivery_us.store(us + 1, Ordering::Relaxed);
+    }
+
+    /// When the last delivery was taken, on the wall clock.
+    fn last_delivery(&self) -> Option<SystemTime> {
+        let us = self
+            .last_delivery_us
+            .load(Ordering::Relaxed)
+            .checked_sub(1)?;
+        let ago = (self.since + Duration::from_micros(us)).elapsed();
+        SystemTime::now().checked_sub(ago)
     }
 
     pub(crate) fn error(&self, error: impl Into<String>) {
@@ -79,7 +103,6 @@ impl std::fmt::Debug for HealthProbe {
 impl HealthProbe {
     /// The service's health now.
     pub fn health(&self) -> Health {
-        let ms = self.status.last_delivery_ms.load(Ordering::Relaxed);
         Health {
             queue: self.queue.clone(),
             connected: self.transport.is_connected(),
@@ -90,7 +113,7 @@ impl HealthProbe {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
-            last_delivery: (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms)),
+            last_delivery: self.status.last_delivery(),
         }
     }
 

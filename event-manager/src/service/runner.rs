@@ -31,6 +31,9 @@ const RESUBSCRIBE_ATTEMPTS: u32 = 5;
 /// The pause between two of those tries.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
 
+/// The most deliveries the consume loop takes from its subscription in one go.
+const BATCH: usize = 64;
+
 /// How long one re-declaration of the topology may take before it is abandoned (and logged).
 const REDECLARE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -266,11 +269,16 @@ async fn consume_loop(
     let mut retired: Vec<Box<dyn Subscription>> = Vec::new();
     let mut failure = None;
     let mut ticker = refresh_ticker(limits.topology_refresh);
+    let mut batch = Vec::with_capacity(BATCH.min(limits.concurrency));
     let ended = {
         let stopped = stop.wait_for(|s| *s);
         tokio::pin!(stopped);
         loop {
-            let next = tokio::select! {
+            let room = limits
+                .concurrency
+                .saturating_sub(in_flight.len())
+                .min(BATCH);
+            let ended = tokio::select! {
                 biased;
                 _ = &mut stopped => break false,
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
@@ -282,10 +290,27 @@ async fn consume_loop(
                     check = Some(topology_refresh(shared.clone()));
                     continue;
                 }
-                next = std::future::poll_fn(|cx| subscription.poll_next(cx)),
-                    if in_flight.len() < limits.concurrency => next,
+                ended = std::future::poll_fn(|cx| take_batch(subscription.as_mut(), cx, &mut batch, room)),
+                    if room > 0 => ended,
             };
-            let Some(incoming) = next else {
+            for incoming in batch.drain(..) {
+                // Most callbacks finish without waiting: run the message to its first pause
+                // here and keep only unfinished ones in the set. The box of a message that
+                // finished holds the next one.
+                let mut message = match spare.take() {
+                    Some(mut done) => {
+                        Pin::set(&mut done, handle(&shared, incoming));
+                        done
+                    }
+                    None => Box::pin(handle(&shared, incoming)),
+                };
+                if futures_util::poll!(message.as_mut()).is_pending() {
+                    in_flight.push(message);
+                } else {
+                    spare = Some(message);
+                }
+            }
+            if ended {
                 // The broker cancelled the consumer (its queue was deleted) or the connection
                 // is given up: declare the topology again and consume anew, or fail the run.
                 shared.status.set_consuming(false);
@@ -294,28 +319,12 @@ async fn consume_loop(
                         shared.status.set_consuming(true);
                         // Deliveries in flight still settle on the old one's channel.
                         retired.push(std::mem::replace(&mut subscription, fresh));
-                        continue;
                     }
                     Err(reason) => {
                         failure = Some(reason);
                         break true;
                     }
                 }
-            };
-            // Most callbacks finish without waiting: run the message to its first pause here
-            // and keep only unfinished ones in the set. The box of a message that finished
-            // holds the next one.
-            let mut message = match spare.take() {
-                Some(mut done) => {
-                    Pin::set(&mut done, handle(&shared, incoming));
-                    done
-                }
-                None => Box::pin(handle(&shared, incoming)),
-            };
-            if futures_util::poll!(message.as_mut()).is_pending() {
-                in_flight.push(message);
-            } else {
-                spare = Some(message);
             }
         }
     };
@@ -336,6 +345,31 @@ async fn consume_loop(
         });
     }
     Ok(())
+}
+
+/// Takes the deliveries ready now, at most `room` of them, into `batch`: the consume loop
+/// looks at its shutdown signal and refresh timer once per batch, not once per message.
+/// Ready with `true` once the subscription ended (after what it delivered before), pending
+/// while nothing is ready.
+fn take_batch(
+    subscription: &mut dyn Subscription,
+    cx: &mut std::task::Context<'_>,
+    batch: &mut Vec<crate::transport::Incoming>,
+    room: usize,
+) -> std::task::Poll<bool> {
+    use std::task::Poll;
+    while batch.len() < room {
+        match subscription.poll_next(cx) {
+            Poll::Ready(Some(incoming)) => batch.push(incoming),
+            Poll::Ready(None) => return Poll::Ready(true),
+            Poll::Pending => break,
+        }
+    }
+    if batch.is_empty() {
+        Poll::Pending
+    } else {
+        Poll::Ready(false)
+    }
 }
 
 /// After the subscription ended by itself: declares the topology again and subscribes anew,

@@ -26,14 +26,12 @@
 //! of the service accepts is counted under the key it carried.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
 use rustc_hash::FxHashMap;
 
 use crate::error::PublishError;
-use crate::message::Message;
-use crate::transport::Transport;
 
 /// Publishes handed to the broker (OpenTelemetry `messaging.client.sent.messages`).
 pub const SENT: &str = "messaging.client.sent.messages";
@@ -143,17 +141,17 @@ impl PublishMetrics {
         self.sent.increment(1);
     }
 
-    /// Its end: confirmed (`Some(routed)`) or failed (`None`), after `elapsed`.
-    pub(crate) fn settled(&self, routed: Option<bool>, elapsed: Duration) {
-        match routed {
-            Some(routed) => {
+    /// Its end, `elapsed` after it was handed over: confirmed, routed or not, or failed.
+    pub(crate) fn settled(&self, result: &Result<(), PublishError>, elapsed: Duration) {
+        match result {
+            Ok(()) | Err(PublishError::Unroutable { .. }) => {
                 self.confirmed.increment(1);
-                if !routed {
+                if result.is_err() {
                     self.unroutable.increment(1);
                 }
                 self.duration.record(elapsed.as_secs_f64());
             }
-            None => self.nacked.increment(1),
+            Err(_) => self.nacked.increment(1),
         }
     }
 }
@@ -165,26 +163,6 @@ pub(crate) struct PublishRegistry {
 }
 
 impl PublishRegistry {
-    /// Publishes `message` through `transport`, counting it under its routing key: sent, then
-    /// confirmed (and unroutable) or nacked, with the time to the confirm.
-    pub(crate) async fn publish(
-        &self,
-        transport: &dyn Transport,
-        message: Message,
-    ) -> Result<(), PublishError> {
-        let handles = self.of(&message.routing_key);
-        handles.sent();
-        let started = Instant::now();
-        let result = transport.publish(message).await;
-        let routed = match &result {
-            Ok(()) => Some(true),
-            Err(PublishError::Unroutable { .. }) => Some(false),
-            Err(_) => None,
-        };
-        handles.settled(routed, started.elapsed());
-        result
-    }
-
     /// The handles of `event` (its routing key).
     pub(crate) fn of(&self, event: &str) -> Arc<PublishMetrics> {
         if let Some(found) = self

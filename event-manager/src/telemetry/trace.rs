@@ -143,6 +143,13 @@ impl std::fmt::Display for Destination<'_> {
     }
 }
 
+/// Whether any subscriber may want the INFO spans of this module: one load of the global
+/// level filter. When not, the spans are [`Span::none`], which costs nothing to enter and
+/// carries no metadata (so it is not logged through `tracing`'s `log` feature either).
+fn spans_wanted() -> bool {
+    tracing::level_enabled!(tracing::Level::INFO)
+}
+
 /// The span of a publish of `contract` to `exchange` (`publish <exchange>`), or of a write into
 /// an outbox (`create <exchange>`). Its message id is recorded once known
 /// ([`record_message_id`]).
@@ -151,6 +158,9 @@ pub(crate) fn producer_span(
     exchange: Destination<'_>,
     contract: &EventContract,
 ) -> Span {
+    if !spans_wanted() {
+        return Span::none();
+    }
     let span = match produce {
         Produce::Send => tracing::info_span!(
             "publish",
@@ -198,6 +208,9 @@ pub(crate) fn record_message_id(span: &Span, message_id: Option<&str>) {
 /// (not, say, the process span of a callback that publishes while the publish span is
 /// filtered out).
 pub(crate) fn record_publish_message_id(message_id: Option<&str>) {
+    if !spans_wanted() {
+        return;
+    }
     let span = Span::current();
     if span
         .metadata()
@@ -210,6 +223,9 @@ pub(crate) fn record_publish_message_id(message_id: Option<&str>) {
 /// The span of one delivery of `message` from `queue` (`process <queue>`). With `otel`, its
 /// parent is the trace context of the message headers (the publish span), and it links to it.
 pub(crate) fn process_span(queue: &str, message: &Message) -> Span {
+    if !spans_wanted() {
+        return Span::none();
+    }
     let headers = &message.properties.headers;
     let span = tracing::info_span!(
         "process",
@@ -247,6 +263,9 @@ pub(crate) fn process_span(queue: &str, message: &Message) -> Span {
 /// Marks the current process span as failed: the delivery is retried or dead-lettered, for
 /// the reason `error_type` (a dead-letter reason kind such as `permanent-error`).
 pub(crate) fn record_failure(error_type: &'static str) {
+    if !spans_wanted() {
+        return;
+    }
     let span = Span::current();
     if !span.is_disabled() {
         span.record("otel.status_code", "ERROR");

@@ -184,6 +184,19 @@ impl InMemoryBroker {
     fn queue(&self, name: &str) -> Option<Arc<Queue>> {
         lock(&self.inner.state).queues.get(name).cloned()
     }
+
+    /// Publishes `message` and settles it at once, as [`Transport::publish`] does without
+    /// its cooperative yield: for a caller that yields itself (the bus), without the boxed
+    /// future of the trait method.
+    pub(crate) fn publish_now(&self, message: Message) -> Result<(), PublishError> {
+        match route(&self.inner, message)? {
+            Some(unrouted) => Err(PublishError::Unroutable {
+                exchange: unrouted.exchange.into_owned(),
+                routing_key: unrouted.routing_key.into_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Puts `message` in every queue that takes it (once per queue, however many of its bindings
@@ -520,13 +533,7 @@ impl Transport for InMemoryBroker {
         // Publishing never waits here: take part in tokio's cooperative scheduling so a tight
         // publish loop lets consumers on the same thread run.
         tokio::task::consume_budget().await;
-        match route(&self.inner, message)? {
-            Some(unrouted) => Err(PublishError::Unroutable {
-                exchange: unrouted.exchange.into_owned(),
-                routing_key: unrouted.routing_key.into_owned(),
-            }),
-            None => Ok(()),
-        }
+        self.publish_now(message)
     }
 
     async fn subscribe(
