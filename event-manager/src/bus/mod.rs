@@ -388,7 +388,7 @@ impl Bus {
     ) -> Result<(), PublishError> {
         let handles = self.inner.metrics.of(&message.routing_key);
         handles.sent();
-        let result = match &self.inner.memory {
+        match &self.inner.memory {
             // The embedded broker confirms as it routes: no future to box, no time to take.
             Some(broker) => {
                 // Take part in tokio's cooperative scheduling, as its `publish` does, so that
@@ -404,8 +404,7 @@ impl Bus {
                 handles.settled(&result, started.elapsed());
                 result
             }
-        };
-        result
+        }
     }
 
     /// Declares `exchange` once per bus.
