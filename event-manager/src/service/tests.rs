@@ -211,3 +211,41 @@ async fn held_message_goes_back_to_its_queue_when_the_service_stops() {
     assert_eq!(faulty.broker.queue_len("held").await.unwrap(), 1);
     assert_eq!(faulty.broker.queue_len("held.dlq").await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn no_more_callbacks_run_at_once_than_the_concurrency_when_many_are_ready() {
+    const EVENTS: usize = 300;
+    let bus = Bus::in_memory();
+    let mut service = bus.service("limited");
+    // Far more ready than the concurrency, and more than one batch of the consume loop.
+    service.prefetch(1000).concurrency(3);
+    let running_now = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (now, top, done) = (running_now.clone(), most.clone(), handled.clone());
+    service.on(PING, move |_: Probe, _| {
+        let (now, top, done) = (now.clone(), top.clone(), done.clone());
+        async move {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            top.fetch_max(running, Ordering::SeqCst);
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            now.fetch_sub(1, Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    service.declare().await.unwrap();
+    for id in 0..EVENTS as u64 {
+        bus.publish(PING, &Probe { id }).await.unwrap();
+    }
+    let running = service.start().await.unwrap();
+    wait_for("every event", async || {
+        handled.load(Ordering::SeqCst) == EVENTS
+    })
+    .await;
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+    running.shutdown().await.unwrap();
+    assert_eq!(bus.transport().queue_len("limited").await.unwrap(), 0);
+}
