@@ -141,17 +141,16 @@ static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// hexadecimal (`3f9c0a6b1d2e4f50-1a`).
 pub(crate) fn new_message_id() -> String {
     let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let (digits, at) = hex_digits(n);
-    let mut id = String::with_capacity(ID_PREFIX.len() + 1 + digits.len() - at);
+    let mut id = String::with_capacity(ID_PREFIX.len() + 17);
     id.push_str(&ID_PREFIX);
     id.push('-');
-    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    push_hex(&mut id, n);
     id
 }
 
-/// `n` in lower-case hexadecimal without leading zeros: the digits are `digits[at..]`.
-/// Written by hand: `format!` costs more than the rest of the message id.
-fn hex_digits(n: u64) -> ([u8; 16], usize) {
+/// Appends `n` in lower-case hexadecimal without leading zeros. Written by hand: `format!`
+/// costs more than the rest of the message id.
+fn push_hex(out: &mut String, n: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 16];
     let mut at = digits.len();
@@ -161,15 +160,10 @@ fn hex_digits(n: u64) -> ([u8; 16], usize) {
         digits[at] = HEX[(rest & 0xf) as usize];
         rest >>= 4;
         if rest == 0 {
-            return (digits, at);
+            break;
         }
     }
-}
-
-#[cfg(test)]
-fn hex_of(n: u64) -> String {
-    let (digits, at) = hex_digits(n);
-    digits[at..].iter().map(|&d| char::from(d)).collect()
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 fn now() -> SystemTime {

@@ -135,8 +135,13 @@ fn a_message_id_is_the_prefix_and_the_counter_in_hexadecimal() {
         let n = u64::from_str_radix(counter, 16).expect("hexadecimal");
         assert_eq!(counter, format!("{n:x}"), "no leading zeros, lower case");
     }
+    let hex = |n: u64| {
+        let mut out = String::new();
+        push_hex(&mut out, n);
+        out
+    };
     // The largest counter still fits.
-    assert_eq!(hex_of(u64::MAX), "ffffffffffffffff");
-    assert_eq!(hex_of(0), "0");
-    assert_eq!(hex_of(0x1a), "1a");
+    assert_eq!(hex(u64::MAX), "ffffffffffffffff");
+    assert_eq!(hex(0), "0");
+    assert_eq!(hex(0x1a), "1a");
 }
