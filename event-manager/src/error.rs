@@ -38,6 +38,7 @@ pub enum Entity {
 
 impl Entity {
     /// The binding of `queue` to `exchange` with `pattern`.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn binding(queue: &str, exchange: &str, pattern: &crate::BindingPattern) -> Self {
         Self::Binding {
             queue: queue.to_owned(),

@@ -226,6 +226,14 @@ impl Headers {
         self.0.push((Cow::Borrowed(name), value.into()));
     }
 
+    /// Adds a header read from a table whose names are unique (an AMQP field table), without
+    /// looking for an earlier value.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+    pub(crate) fn push_unique(&mut self, name: Cow<'static, str>, value: HeaderValue) {
+        debug_assert!(self.get(&name).is_none(), "header {name} read twice");
+        self.0.push((name, value));
+    }
+
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&HeaderValue> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)

@@ -122,6 +122,9 @@ pub mod cloud_events {
     pub const DATASCHEMA: &str = "cloudEvents_dataschema";
 }
 
+/// The CloudEvents spec version of [`cloud_events::SPECVERSION`].
+const SPECVERSION: &str = "1.0";
+
 /// The start of every schema id; the routing key follows.
 pub const SCHEMA_ID_PREFIX: &str = "urn:event-manager:schema:";
 
@@ -229,6 +232,17 @@ pub(crate) fn header_name(name: &str) -> Cow<'static, str> {
         )
 }
 
+/// A received text value that every event carries the same (the content type, the
+/// CloudEvents spec version): borrowed, not copied.
+#[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+pub(crate) fn known_value(value: &str) -> Option<&'static str> {
+    match value {
+        CONTENT_TYPE => Some(CONTENT_TYPE),
+        SPECVERSION => Some(SPECVERSION),
+        _ => None,
+    }
+}
+
 /// The exchange a received message was first published to (also on retries).
 pub(crate) fn original_exchange(message: &Message) -> &str {
     our_header(&message.properties.headers, ORIGINAL_EXCHANGE_HEADER)
@@ -325,7 +339,7 @@ pub(crate) fn encode_with<T: Serialize + ?Sized>(
     let key = contract.routing_key();
     let mut headers = Headers::with_capacity(8);
     headers.append_new(VERSION_HEADER, contract.version_str());
-    headers.append_new(cloud_events::SPECVERSION, "1.0");
+    headers.append_new(cloud_events::SPECVERSION, SPECVERSION);
     headers.append_new(cloud_events::ID, message_id.clone());
     headers.append_new(cloud_events::TYPE, key);
     headers.append_new(cloud_events::SOURCE, origin.app_id.clone());
@@ -532,8 +546,8 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
     let key_major = EventKey::parse(routing_key).map(|k| k.major());
     let version = match version_text {
         Some(text) => {
-            let v = semver::Version::parse(text)
-                .map_err(|_| EnvelopeError::BadVersion(text.to_owned()))?;
+            let v =
+                parse_version(text).ok_or_else(|| EnvelopeError::BadVersion(text.to_owned()))?;
             if let Some(key_major) = key_major.filter(|m| *m != v.major) {
                 return Err(EnvelopeError::VersionMismatch {
                     header: v.major,
@@ -551,6 +565,34 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
         attempts: attempts.map_or(0, saturating_attempts),
         published_as,
         payload,
+    })
+}
+
+/// `text` as a semver version. The last version read on this thread is kept with its text:
+/// the messages of one queue mostly carry one version, and parsing it was a fifth of reading
+/// an envelope.
+fn parse_version(text: &str) -> Option<semver::Version> {
+    /// A longer text is parsed every time rather than kept.
+    const KEEP: usize = 64;
+    thread_local! {
+        static LAST: std::cell::RefCell<(String, Option<semver::Version>)> =
+            const { std::cell::RefCell::new((String::new(), None)) };
+    }
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return semver::Version::parse(text).ok();
+        };
+        let (last_text, last_version) = &mut *last;
+        if let Some(version) = last_version.as_ref().filter(|_| last_text == text) {
+            return Some(version.clone());
+        }
+        let version = semver::Version::parse(text).ok()?;
+        if text.len() <= KEEP {
+            last_text.clear();
+            last_text.push_str(text);
+            *last_version = Some(version.clone());
+        }
+        Some(version)
     })
 }
 

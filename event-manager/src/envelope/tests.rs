@@ -94,6 +94,29 @@ fn header_version_must_agree_with_key() {
     );
 }
 
+/// The version kept from the last message read is used only for the same text.
+#[test]
+fn each_message_is_read_with_its_own_version() {
+    let mut m = bare("order.v1.submit");
+    for text in [
+        "1.4.0",
+        "1.4.0",
+        "1.5.0-beta.1+build.7",
+        "1.4.0",
+        "1.4.0.0",
+        "1.4.0",
+    ] {
+        m.properties.headers.insert(VERSION_HEADER, text);
+        match semver::Version::parse(text) {
+            Ok(expected) => assert_eq!(read(&m).unwrap().version, ReceivedVersion::Full(expected)),
+            Err(_) => assert!(
+                matches!(read(&m), Err(EnvelopeError::BadVersion(_))),
+                "{text}"
+            ),
+        }
+    }
+}
+
 #[test]
 fn attempts_beyond_u32_saturate() {
     let mut m = bare("order.v1.submit");

@@ -1,6 +1,8 @@
 //! Mapping between the crate's transport-neutral types and lapin's: properties, headers,
 //! queue arguments and broker refusals.
 
+use std::borrow::Cow;
+
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, DecimalValue, FieldTable, ShortString};
 
@@ -228,7 +230,7 @@ fn amqp_value(value: &HeaderValue) -> AMQPValue {
 fn header_value(value: &AMQPValue) -> HeaderValue {
     match value {
         AMQPValue::LongString(s) => {
-            HeaderValue::Str(String::from_utf8_lossy(s.as_bytes()).into_owned().into())
+            HeaderValue::Str(received_text(String::from_utf8_lossy(s.as_bytes())))
         }
         AMQPValue::ShortString(s) => HeaderValue::Str(s.as_str().to_owned().into()),
         AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
@@ -261,19 +263,37 @@ fn header_value(value: &AMQPValue) -> HeaderValue {
     }
 }
 
+/// A received text, borrowed when the wire contract knows it (every event carries the same
+/// content type and CloudEvents spec version), copied otherwise.
+fn received_text(value: Cow<'_, str>) -> Cow<'static, str> {
+    match crate::envelope::known_value(&value) {
+        Some(known) => known.into(),
+        None => value.into_owned().into(),
+    }
+}
+
 pub(super) fn from_amqp(properties: &BasicProperties) -> Properties {
     let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
-    let mut headers = Headers::new();
-    if let Some(table) = properties.headers() {
-        for (name, value) in table.inner() {
-            headers.insert(
-                crate::envelope::header_name(name.as_str()),
-                header_value(value),
-            );
+    let headers = match properties.headers() {
+        Some(table) => {
+            let table = table.inner();
+            let mut headers = Headers::with_capacity(table.len());
+            // A field table's names are unique, and so are the names they map to.
+            for (name, value) in table {
+                headers.push_unique(
+                    crate::envelope::header_name(name.as_str()),
+                    header_value(value),
+                );
+            }
+            headers
         }
-    }
+        None => Headers::new(),
+    };
     Properties {
-        content_type: text(properties.content_type()).map(Into::into),
+        content_type: properties
+            .content_type()
+            .as_ref()
+            .map(|t| received_text(t.as_str().into())),
         content_encoding: text(properties.content_encoding()),
         message_id: text(properties.message_id()),
         timestamp: *properties.timestamp(),
@@ -335,6 +355,34 @@ mod tests {
             ..properties
         };
         assert_eq!(header_frame_size(&full), encoded_header_frame(&full));
+    }
+
+    /// The texts every event carries the same are not copied on receipt; others are.
+    #[test]
+    fn received_texts_of_the_wire_contract_are_borrowed() {
+        let message = crate::envelope::encode(
+            crate::test_probe::PING,
+            &crate::test_probe::Probe { id: 1 },
+            "order",
+        )
+        .unwrap();
+        let back = from_amqp(&to_amqp(&message.properties));
+        let borrowed =
+            |v: Option<&HeaderValue>| matches!(v, Some(HeaderValue::Str(Cow::Borrowed(_))));
+        assert!(matches!(
+            back.content_type,
+            Some(Cow::Borrowed("application/json"))
+        ));
+        assert!(borrowed(
+            back.headers.get(crate::envelope::cloud_events::SPECVERSION)
+        ));
+        assert!(!borrowed(
+            back.headers.get(crate::envelope::cloud_events::ID)
+        ));
+        assert_eq!(back.headers.len(), message.properties.headers.len());
+        for (name, value) in message.properties.headers.iter() {
+            assert_eq!(back.headers.get(name), Some(value), "{name}");
+        }
     }
 
     #[test]

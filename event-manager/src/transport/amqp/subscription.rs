@@ -37,10 +37,12 @@ const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between two failed attempts to consume again.
 const RESUME_PAUSE: Duration = Duration::from_millis(200);
 
+/// The message of `delivery`: its names and body are moved out, not copied (its properties
+/// can only be read).
 fn message(delivery: &mut Delivery) -> Arc<Message> {
     Arc::new(Message {
-        exchange: delivery.exchange.as_str().to_owned().into(),
-        routing_key: delivery.routing_key.as_str().to_owned().into(),
+        exchange: String::from(std::mem::take(&mut delivery.exchange)).into(),
+        routing_key: String::from(std::mem::take(&mut delivery.routing_key)).into(),
         body: std::mem::take(&mut delivery.data).into(),
         properties: from_amqp(&delivery.properties),
     })
