@@ -1,8 +1,10 @@
-//! A list of broker URLs: every password masked, a dead node skipped, and a lost node left
-//! for the next one with the consumer and the unconfirmed publishes carried over.
+//! A list of broker URLs: every password masked, a dead node skipped, and a lost node (killed,
+//! or silent with its sockets open) left for the next one with the consumer and the
+//! unconfirmed publishes carried over.
 //!
 //! The "nodes" here are two TCP proxies in front of the one local RabbitMQ, so that a node can
-//! be killed (its listener and every connection through it closed) while the broker and its
+//! be killed (its listener and every connection through it closed) or go silent (nothing
+//! passed on, every socket left open, as across a black-holed link) while the broker and its
 //! queues stay. The real three-node cluster runs in `scripts/cluster-failover`.
 
 mod common;
@@ -13,13 +15,18 @@ use std::time::Duration;
 use event_manager::message::Message;
 use event_manager::transport::{AmqpTransport, QueueKind, QueueSpec, Transport};
 use event_manager::{Bus, ConnectError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// A TCP proxy to the local broker; [`Proxy::kill`] closes it and every connection through it.
+/// A TCP proxy to the local broker; [`Proxy::kill`] closes it and every connection through it,
+/// [`Proxy::silence`] stops passing bytes on while keeping every socket open.
 struct Proxy {
     port: u16,
     tasks: JoinSet<()>,
+    silent: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -27,31 +34,72 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let broker = broker_addr();
+        let (silent, quiet) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                let broker = broker.clone();
-                connections.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(broker).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&broker).await else {
+                    continue;
+                };
+                let (client_in, client_out) = client.into_split();
+                let (server_in, server_out) = server.into_split();
+                connections.spawn(pump(client_in, server_out, quiet.clone()));
+                connections.spawn(pump(server_in, client_out, quiet.clone()));
             }
         });
-        Self { port, tasks }
+        Self {
+            port,
+            tasks,
+            silent,
+        }
     }
 
-    fn url(&self) -> String {
+    /// From now on nothing passes either way, and no socket is closed: the client hears
+    /// nothing more from its broker, not even heartbeats, and its socket stays open.
+    fn silence(&self) {
+        self.silent.send_replace(true);
+    }
+
+    /// The URL of this proxy, with `query` added to the local broker's.
+    fn url(&self, query: Option<&str>) -> String {
         let broker = common::amqp_url();
         let (head, tail) = broker.split_once('@').expect("credentials in AMQP_URL");
         let path = tail.find('/').map_or("", |at| &tail[at..]);
-        format!("{head}@127.0.0.1:{}{path}", self.port)
+        let query = match query {
+            Some(query) if path.contains('?') => format!("&{query}"),
+            Some(query) => format!("?{query}"),
+            None => String::new(),
+        };
+        format!("{head}@127.0.0.1:{}{path}{query}", self.port)
     }
 
     /// Closes the listener and every connection through it (the accept task owns them).
     fn kill(&mut self) {
         self.tasks.abort_all();
+    }
+}
+
+/// Passes bytes from `from` to `to` until either closes, holding them while the proxy is
+/// silent.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut silent: watch::Receiver<bool>) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        if silent.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            _ = silent.wait_for(|s| *s) => continue,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read just before the silence are held with the rest.
+        if silent.wait_for(|s| !*s).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -112,14 +160,41 @@ async fn a_dead_node_first_in_the_list_is_skipped() {
     transport.close().await;
 }
 
+/// How the first node is lost mid-stream.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// Its listener and every connection through it closed.
+    Killed,
+    /// Silent with every socket open: only the missing heartbeats tell.
+    Silent,
+}
+
 /// The connection's node is killed while a publisher and a consumer run: the transport
 /// reconnects to the other node of the list, the consumer resumes there, every publish is
 /// confirmed, and every message arrives (duplicates allowed, lost = 0).
 #[tokio::test]
 async fn a_lost_node_is_left_for_the_next_one_without_loss() {
-    let mut first = Proxy::start().await;
+    fail_over(Loss::Killed).await;
+}
+
+/// The connection's node goes silent with its sockets open (a black-holed link, a frozen
+/// VM): no error, no closed socket. The heartbeats the URLs ask for (`heartbeat=2`) find it
+/// out, and the transport moves to the next node as for a killed one: every publish is
+/// confirmed and every message arrives. Without heartbeats this would be a zombie service,
+/// connected and idle for good.
+#[tokio::test]
+async fn a_silent_node_is_left_after_missed_heartbeats() {
+    fail_over(Loss::Silent).await;
+}
+
+async fn fail_over(loss: Loss) {
+    let first = Proxy::start().await;
     let second = Proxy::start().await;
-    let list = format!("{},{}", first.url(), second.url());
+    let query = match loss {
+        Loss::Killed => None,
+        Loss::Silent => Some("heartbeat=2"),
+    };
+    let list = format!("{},{}", first.url(query), second.url(query));
     let transport = std::sync::Arc::new(AmqpTransport::connect(&list).await.unwrap());
     assert!(transport.node().unwrap().contains(&first.port.to_string()));
     let queue = common::unique("failover");
@@ -156,7 +231,8 @@ async fn a_lost_node_is_left_for_the_next_one_without_loss() {
 
     let mut seen = BTreeSet::new();
     let mut deliveries = 0u64;
-    let mut killed = false;
+    let mut first = Some(first);
+    let mut moved = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seen.len() < COUNT as usize {
         let next = tokio::time::timeout_at(deadline, subscription.next())
@@ -170,27 +246,55 @@ async fn a_lost_node_is_left_for_the_next_one_without_loss() {
             .unwrap();
         seen.insert(id);
         let _ = incoming.ack().await;
-        if !killed && seen.len() >= COUNT as usize / 3 {
-            killed = true;
-            first.kill();
+        if seen.len() >= COUNT as usize / 3
+            && let Some(mut node) = first.take()
+        {
+            match loss {
+                Loss::Killed => node.kill(),
+                Loss::Silent => node.silence(),
+            }
+            moved = Some(tokio::spawn(moved_after(
+                transport.clone(),
+                second.port,
+                node,
+            )));
         }
     }
     let confirmed = publisher.await.unwrap();
-    assert!(killed);
+    let moved_after = moved.expect("the node was lost mid-stream").await.unwrap();
     assert!(
         transport.node().unwrap().contains(&second.port.to_string()),
         "{:?}",
         transport.node()
     );
     println!(
-        "failover: published={COUNT} confirmed={confirmed} handled={} deliveries={deliveries} lost={}",
+        "failover ({loss:?}): published={COUNT} confirmed={confirmed} handled={} deliveries={deliveries} lost={} moved_after_s={:.1}",
         seen.len(),
-        COUNT - seen.len() as u64
+        COUNT - seen.len() as u64,
+        moved_after.as_secs_f64()
     );
     assert_eq!(confirmed, COUNT);
     subscription.cancel().await;
     transport.delete_queue(&queue).await.unwrap();
     transport.close().await;
+}
+
+/// How long after the loss of the first node the transport was on the second; `lost` (the
+/// lost node's proxy) lives until then, so that a silent node stays silent.
+async fn moved_after(
+    transport: std::sync::Arc<AmqpTransport>,
+    second: u16,
+    lost: Proxy,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    while !transport
+        .node()
+        .is_some_and(|node| node.contains(&second.to_string()))
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(lost);
+    started.elapsed()
 }
 
 /// A message to `queue` through the default exchange, its body the decimal `id`.

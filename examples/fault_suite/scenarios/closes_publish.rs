@@ -2,8 +2,10 @@
 //! `scripts/fault-test` checked): `order_service` publishes 20 000 orders, alternating
 //! `order.v1.submit` and `order.v1.chargeback`, while `billing_service` (submits) and
 //! `logistics_service` (everything) consume, and every broker connection is closed by force
-//! every half second while the publisher runs. The publisher must report every order
-//! confirmed, billing must handle every submit and logistics every order.
+//! five times, half a second apart, while the publisher runs. The publisher is paced
+//! (`--rate`), so that the stream lasts at least eight seconds however fast the machine is and
+//! every fault lands while it runs. The publisher must report every order confirmed, billing
+//! must handle every submit and logistics every order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +18,9 @@ use crate::report::{Report, Res, Tally, secs};
 use crate::scope::{Scope, wait_for_consumers};
 
 const ORDERS: u64 = 20_000;
+/// Orders per second: 20 000 take at least 8 s, longer than five faults take to inject (each
+/// is half a second of sleep plus a `rabbitmqctl` run, about 1.2 s here).
+const RATE: &str = "2500";
 const CLOSES: usize = 5;
 const GRACE: &str = "3s";
 
@@ -33,7 +38,12 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
 
     let count = ORDERS.to_string();
     let started = Instant::now();
-    let mut orders = Child::publisher(&scope, "order", "order_service", &["--count", &count])?;
+    let mut orders = Child::publisher(
+        &scope,
+        "order",
+        "order_service",
+        &["--count", &count, "--rate", RATE],
+    )?;
     let mut faults = 0;
     for fault in 1..=CLOSES {
         tokio::time::sleep(Duration::from_millis(500)).await;
