@@ -59,6 +59,8 @@ pub struct AmqpTransport {
     /// The channel of topology operations, and the connection it is on.
     topology: tokio::sync::Mutex<(Arc<lapin::Connection>, Channel)>,
     closing: watch::Sender<Health>,
+    /// The consumer channels, closed before the connection.
+    paths: acks::Paths,
     options: AmqpOptions,
     url: String,
     nodes: Arc<nodes::Nodes>,
@@ -149,6 +151,7 @@ impl AmqpTransport {
             publisher,
             topology: tokio::sync::Mutex::new((on, topology)),
             closing,
+            paths: acks::Paths::default(),
             options: options.clone(),
             url: redacted,
             nodes,
@@ -394,6 +397,7 @@ impl Transport for AmqpTransport {
             })??;
         Ok(Box::new(AmqpSubscription::new(
             self.link.clone(),
+            self.paths.clone(),
             queue,
             prefetch,
             (connection, channel, consumer),
@@ -415,10 +419,15 @@ impl Transport for AmqpTransport {
         let _ = self.closing.send(Health::Closed);
         // A blocked connection (memory alarm) sends no close frame: do not wait long, the
         // broker notices the socket closing with the process.
+        let timeout = self.options.confirm_timeout.min(CLOSE_TIMEOUT);
+        // Consumer channels first, so that the broker applies every settlement before it
+        // puts back what was not settled.
+        let started = tokio::time::Instant::now();
+        self.paths.close_all(started + timeout / 2).await;
         let connection = self.link.current();
         let close = connection.close(200, "OK".into());
-        let deadline = self.options.confirm_timeout.min(CLOSE_TIMEOUT);
-        match tokio::time::timeout(deadline, close).await {
+        let left = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, close).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "closing the connection failed"),
             Err(_) => tracing::warn!("closing the connection got no answer in time"),

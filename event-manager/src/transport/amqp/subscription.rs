@@ -25,7 +25,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 
-use super::acks::{AckPath, Ticket};
+use super::acks::{AckPath, Paths, Ticket};
 use super::convert::{from_amqp, short};
 use super::link::{Link, OPEN_TIMEOUT};
 use crate::error::ConsumeError;
@@ -138,6 +138,8 @@ pub(super) struct AmqpSubscription {
     consumer: lapin::Consumer,
     /// Where the deliveries are settled.
     acks: Arc<AckPath>,
+    /// The consumer channels of the transport.
+    paths: Paths,
     /// Resolves with the reason once the connection is given up.
     dead: BoxFuture<'static, String>,
     /// Consuming again on a new channel after the consumer was interrupted.
@@ -147,7 +149,13 @@ pub(super) struct AmqpSubscription {
 }
 
 impl AmqpSubscription {
-    pub(super) fn new(link: Link, queue: &str, prefetch: u16, consuming: Consuming) -> Self {
+    pub(super) fn new(
+        link: Link,
+        paths: Paths,
+        queue: &str,
+        prefetch: u16,
+        consuming: Consuming,
+    ) -> Self {
         let mut health = link.health();
         let dead = Box::pin(async move {
             match health.wait_for(|h| h.failure().is_some()).await {
@@ -160,7 +168,8 @@ impl AmqpSubscription {
             link,
             queue: queue.to_owned(),
             prefetch,
-            acks: AckPath::start(channel.clone(), prefetch),
+            acks: AckPath::start(channel.clone(), prefetch, &paths),
+            paths,
             connection,
             channel,
             consumer,
@@ -227,7 +236,7 @@ impl Subscription for AmqpSubscription {
                         tracing::info!(queue = %self.queue, "consuming again");
                         // Deliveries of the old channel cannot be settled any more: the
                         // broker has put them back in the queue.
-                        self.acks = AckPath::start(channel.clone(), self.prefetch);
+                        self.acks = AckPath::start(channel.clone(), self.prefetch, &self.paths);
                         self.connection = connection;
                         self.channel = channel;
                         self.consumer = consumer;

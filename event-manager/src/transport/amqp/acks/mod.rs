@@ -38,7 +38,8 @@
 //! at the next flush, within a few milliseconds. Delivery is at-least-once: a settlement
 //! that never leaves (the process dies, the connection is lost first) only means the broker
 //! delivers the message again, never that it is lost. Dropping the path (the subscription
-//! and every delivery of it) flushes what is recorded before the channel closes.
+//! and every delivery of it) queues every recorded settlement on the channel before the drop
+//! returns, on the dropping thread, so a connection closed right after still carries them.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -51,6 +52,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::ConsumeError;
+
+mod closing;
+
+pub(super) use closing::Paths;
 
 /// The longest a settlement waits before its frame is sent (unless a held delivery before it
 /// keeps it back, see [`STRAGGLER_AFTER`]).
@@ -281,10 +286,24 @@ impl State {
 }
 
 /// The ordered acknowledgement path of one consumer channel (see the module documentation).
+///
+/// Held by the subscription and by every unsettled delivery; when the last of them goes, the
+/// path settles what is recorded, on that thread, before returning (see [`Drop`]). The flush
+/// task only holds the [`Shared`] part, never this handle, so the final flush never runs
+/// late on the task while the caller already closes the connection: lapin checks that the
+/// channel is open and queues the frame in two steps, and a frame queued behind
+/// `connection.close` is ignored by the broker.
 pub(super) struct AckPath {
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    /// Where the channel is closed once the path is dropped.
+    paths: Paths,
+}
+
+/// What the flush task shares with the [`AckPath`]: the ledger and the channel.
+struct Shared {
     state: Mutex<State>,
     channel: Channel,
-    wake: Arc<Notify>,
 }
 
 /// A delivery's place on its channel's [`AckPath`].
@@ -296,10 +315,10 @@ pub(crate) struct Ticket {
 
 impl AckPath {
     /// The path of `channel`, whose consumer has `prefetch` unsettled deliveries at most,
-    /// with its flush task.
-    pub(super) fn start(channel: Channel, prefetch: u16) -> Arc<Self> {
+    /// with its flush task; tracked by `paths`, the consumer channels of the transport.
+    pub(super) fn start(channel: Channel, prefetch: u16, paths: &Paths) -> Arc<Self> {
         let wake = Arc::new(Notify::new());
-        let path = Arc::new(Self {
+        let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 ledger: Ledger::new(prefetch),
                 probe: None,
@@ -307,20 +326,19 @@ impl AckPath {
                 frames: Vec::new(),
             }),
             channel,
-            wake: wake.clone(),
         });
-        tokio::spawn(flush_task(Arc::downgrade(&path), wake));
-        path
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // The state is consistent between statements; a panic elsewhere does not break it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        tokio::spawn(flush_task(Arc::downgrade(&shared), wake.clone()));
+        paths.add(&shared);
+        Arc::new(Self {
+            shared,
+            wake,
+            paths: paths.clone(),
+        })
     }
 
     /// Records a delivery; its [`Ticket`] settles it.
     pub(super) fn register(self: &Arc<Self>, tag: u64, acker: &lapin::Acker) -> Ticket {
-        let mut state = self.lock();
+        let mut state = self.shared.lock();
         state.check_probe();
         let generation = state.ledger.register(tag);
         if state.probe.is_none() {
@@ -334,14 +352,14 @@ impl AckPath {
     }
 
     fn settle(&self, generation: u64, tag: u64, outcome: Outcome) -> Result<(), ConsumeError> {
-        let mut state = self.lock();
+        let mut state = self.shared.lock();
         state.check_probe();
         let batch_ready = state
             .ledger
             .finish(generation, tag, outcome)
             .map_err(|Stale| stale())?;
         if batch_ready {
-            self.flush(&mut state, false);
+            self.shared.flush(&mut state, false);
         }
         if state.ledger.has_unsent() && !state.armed {
             state.armed = true;
@@ -349,9 +367,17 @@ impl AckPath {
         }
         Ok(())
     }
+}
 
-    /// Sends, in order, the frames the ledger decides. Must be called with the state locked:
-    /// the lock is what keeps frames in order.
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is consistent between statements; a panic elsewhere does not break it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends, in order, the frames the ledger decides; with `everything`, also what waits
+    /// behind an unfinished delivery. Must be called with the state locked: the lock is what
+    /// keeps frames in order.
     fn flush(&self, state: &mut State, everything: bool) {
         state.check_probe();
         let mut frames = std::mem::take(&mut state.frames);
@@ -387,18 +413,15 @@ impl AckPath {
 
 impl Drop for AckPath {
     fn drop(&mut self) {
-        // The channel closes after this: settle everything recorded first.
-        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        let mut frames = std::mem::take(&mut state.frames);
-        state.check_probe();
-        state.ledger.flush(Instant::now(), true, &mut frames);
-        for frame in frames {
-            if state.probe.as_ref().is_some_and(lapin::Acker::poisoned)
-                || send(&self.channel, frame).is_err()
-            {
-                break;
-            }
-        }
+        // The channel closes after this (or the caller closes the connection): every
+        // recorded settlement is queued on the channel before this returns. Taking the lock
+        // also waits for a flush the task may be doing at this moment.
+        let mut state = self.shared.lock();
+        self.shared.flush(&mut state, true);
+        drop(state);
+        // Closed with `close-ok` awaited, so that the broker applies the settlements before
+        // it puts back what was not settled (see `closing`).
+        self.paths.close(self.shared.channel.clone());
         // Lets the flush task see that the path is gone.
         self.wake.notify_one();
     }
@@ -421,19 +444,19 @@ fn send(channel: &Channel, frame: Frame) -> Result<(), lapin::Error> {
 
 /// Flushes a path [`FLUSH_INTERVAL`] after something was settled, and again every interval
 /// while something waits; ends with the path.
-async fn flush_task(path: Weak<AckPath>, wake: Arc<Notify>) {
+async fn flush_task(shared: Weak<Shared>, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
         loop {
             tokio::time::sleep(FLUSH_INTERVAL).await;
-            let Some(path) = path.upgrade() else {
+            let Some(shared) = shared.upgrade() else {
                 return;
             };
-            if !path.tick() {
+            if !shared.tick() {
                 break;
             }
         }
-        if path.strong_count() == 0 {
+        if shared.strong_count() == 0 {
             return;
         }
     }
