@@ -5,8 +5,9 @@
 //! the order they were queued) does not always count: about one close in 200 on RabbitMQ
 //! 3.10 put the acknowledged deliveries back in their queue, and they were delivered again
 //! although they were handled. Closing each consumer channel with `channel.close`, and
-//! waiting for `close-ok`, lets the broker apply everything sent on it first (none in 1 000
-//! closes, `tests/rabbitmq_acks.rs`). So a path that is dropped closes its channel that way, and
+//! waiting for `close-ok`, lets the broker apply everything sent on it first (none in ten runs
+//! of the 100 closes of `tests/rabbitmq_acks.rs`). So a path that is dropped (the last of
+//! its subscription and unsettled deliveries) closes its channel that way, and
 //! [`Paths::close_all`], which [`crate::transport::Transport::close`] runs before closing the
 //! connection, settles and closes the paths still open and waits for those being closed.
 

@@ -39,7 +39,10 @@
 //! that never leaves (the process dies, the connection is lost first) only means the broker
 //! delivers the message again, never that it is lost. Dropping the path (the subscription
 //! and every delivery of it) queues every recorded settlement on the channel before the drop
-//! returns, on the dropping thread, so a connection closed right after still carries them.
+//! returns, on the dropping thread, then closes the channel and waits for the broker's
+//! `close-ok` in a task; closing the transport does the same for the paths still open, and
+//! waits for those closings before it closes the connection (see [`closing`]): a settlement
+//! queued only just before `connection.close` does not always count.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -291,8 +294,9 @@ impl State {
 /// path settles what is recorded, on that thread, before returning (see [`Drop`]). The flush
 /// task only holds the [`Shared`] part, never this handle, so the final flush never runs
 /// late on the task while the caller already closes the connection: lapin checks that the
-/// channel is open and queues the frame in two steps, and a frame queued behind
-/// `connection.close` is ignored by the broker.
+/// channel is open and queues the frame in two steps, so a frame can end up behind
+/// `connection.close`, where the broker ignores it. (A frame queued before it does not always
+/// count either: that is what [`closing`] is for.)
 pub(super) struct AckPath {
     shared: Arc<Shared>,
     wake: Arc<Notify>,
