@@ -3,8 +3,9 @@
 //! unconfirmed publishes carried over.
 //!
 //! The "nodes" here are two TCP proxies in front of the one local RabbitMQ, so that a node can
-//! be killed (its listener and every connection through it closed) or go silent (nothing
-//! passed on, every socket left open, as across a black-holed link) while the broker and its
+//! be killed (its listener and every connection through it closed), go silent (nothing
+//! passed on, every socket left open, as across a black-holed link) or answer a request late
+//! (the client's frames from one method on held back for a while) while the broker and its
 //! queues stay. The real three-node cluster runs in `scripts/cluster-failover`.
 
 mod common;
@@ -13,21 +14,37 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use event_manager::message::Message;
-use event_manager::transport::{AmqpTransport, QueueKind, QueueSpec, Transport};
+use event_manager::transport::{AmqpOptions, AmqpTransport, QueueKind, QueueSpec, Transport};
 use event_manager::{Bus, ConnectError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 
 /// A TCP proxy to the local broker; [`Proxy::kill`] closes it and every connection through it,
-/// [`Proxy::silence`] stops passing bytes on while keeping every socket open.
+/// [`Proxy::silence`] stops passing bytes on while keeping every socket open,
+/// [`Proxy::hold_next`] holds a client's frames back from one method on.
 struct Proxy {
     port: u16,
     tasks: JoinSet<()>,
     silent: watch::Sender<bool>,
+    hold: std::sync::Arc<Mutex<Option<Hold>>>,
 }
+
+/// Holds back what a client sends from its next frame of one AMQP method on, for a while.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    /// The method's class and method ids (`basic.consume` is 60, 20).
+    method: (u16, u16),
+    /// How long the frames are held before they are passed on, in order.
+    for_: Duration,
+}
+
+/// `basic.consume`.
+const BASIC_CONSUME: (u16, u16) = (60, 20);
+/// `basic.get`.
+const BASIC_GET: (u16, u16) = (60, 70);
 
 impl Proxy {
     async fn start() -> Self {
@@ -35,7 +52,9 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let broker = broker_addr();
         let (silent, quiet) = watch::channel(false);
+        let hold = std::sync::Arc::new(Mutex::new(None));
         let mut tasks = JoinSet::new();
+        let holds = hold.clone();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
@@ -44,15 +63,24 @@ impl Proxy {
                 };
                 let (client_in, client_out) = client.into_split();
                 let (server_in, server_out) = server.into_split();
-                connections.spawn(pump(client_in, server_out, quiet.clone()));
-                connections.spawn(pump(server_in, client_out, quiet.clone()));
+                let frames = Some((Frames::default(), holds.clone()));
+                connections.spawn(pump(client_in, server_out, quiet.clone(), frames));
+                connections.spawn(pump(server_in, client_out, quiet.clone(), None));
             }
         });
         Self {
             port,
             tasks,
             silent,
+            hold,
         }
+    }
+
+    /// The next frame of `method` a client sends through this proxy, and everything that
+    /// client sends after it, reaches the broker only `for_` later: the client waits that
+    /// long for the answer, as with a queue electing its leader. Once.
+    async fn hold_next(&self, method: (u16, u16), for_: Duration) {
+        *self.hold.lock().await = Some(Hold { method, for_ });
     }
 
     /// From now on nothing passes either way, and no socket is closed: the client hears
@@ -80,9 +108,75 @@ impl Proxy {
     }
 }
 
+/// Where a client's byte stream is: the method of each frame it sends is read, so that
+/// [`Proxy::hold_next`] finds its frame.
+#[derive(Default)]
+struct Frames {
+    /// Whether the protocol header (8 bytes, before the first frame) was read.
+    started: bool,
+    /// Bytes of the protocol header or of a frame's head read so far.
+    head: Vec<u8>,
+    /// Bytes left of the frame being passed.
+    rest: usize,
+}
+
+impl Frames {
+    /// Reads `bytes`, the next the client sent, and tells whether a frame of `method` starts
+    /// in them.
+    fn starts(&mut self, mut bytes: &[u8], method: (u16, u16)) -> bool {
+        let mut found = false;
+        loop {
+            let skipped = self.rest.min(bytes.len());
+            self.rest -= skipped;
+            bytes = &bytes[skipped..];
+            if bytes.is_empty() {
+                return found;
+            }
+            // The protocol header, else a frame's head: type, channel, size, and for a
+            // method frame its class and method.
+            let wanted = if !self.started {
+                8
+            } else if self.head.len() >= 7 && self.head[0] == 1 {
+                11
+            } else {
+                7
+            };
+            let taken = (wanted - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..taken]);
+            bytes = &bytes[taken..];
+            if self.head.len() < wanted {
+                return found;
+            }
+            if !self.started {
+                self.started = true;
+                self.head.clear();
+                continue;
+            }
+            let size = u32::from_be_bytes(self.head[3..7].try_into().unwrap()) as usize;
+            if self.head[0] == 1 && wanted == 7 && size >= 4 {
+                continue; // a method frame: read its class and method too
+            }
+            if wanted == 11 {
+                let class = u16::from_be_bytes([self.head[7], self.head[8]]);
+                let id = u16::from_be_bytes([self.head[9], self.head[10]]);
+                found |= (class, id) == method;
+            }
+            // The payload not read yet, and the frame-end octet.
+            self.rest = size + 1 - (self.head.len() - 7);
+            self.head.clear();
+        }
+    }
+}
+
 /// Passes bytes from `from` to `to` until either closes, holding them while the proxy is
-/// silent.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut silent: watch::Receiver<bool>) {
+/// silent. With `frames` (a client's stream), holds them too from the frame a
+/// [`Proxy::hold_next`] waits for.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut silent: watch::Receiver<bool>,
+    mut frames: Option<(Frames, std::sync::Arc<Mutex<Option<Hold>>>)>,
+) {
     let mut buffer = vec![0; 64 * 1024];
     loop {
         if silent.wait_for(|s| !*s).await.is_err() {
@@ -96,6 +190,16 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut silent: watch
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if let Some((frames, hold)) = &mut frames {
+            let mut hold = hold.lock().await;
+            let method = hold.map_or((0, 0), |h| h.method);
+            if frames.starts(&buffer[..n], method)
+                && let Some(Hold { for_, .. }) = hold.take()
+            {
+                drop(hold);
+                tokio::time::sleep(for_).await;
+            }
+        }
         // Bytes read just before the silence are held with the rest.
         if silent.wait_for(|s| !*s).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
             return;
@@ -279,6 +383,105 @@ async fn fail_over(loss: Loss) {
     transport.close().await;
 }
 
+/// The lost node's consumer resumes on the next node, where `basic.consume` is answered only
+/// after the transport stopped waiting (a quorum queue electing its leader, in the cluster
+/// run). The late answer must not leave a consumer behind: one left on the queue, on a
+/// channel nobody reads, took up to a prefetch of messages and held them unacknowledged
+/// until the process ended (496 orders in a cluster run). Every message arrives, and one
+/// consumer is left on the queue.
+#[tokio::test]
+async fn a_consume_answered_too_late_leaves_no_consumer_behind() {
+    let mut first = Proxy::start().await;
+    let second = Proxy::start().await;
+    let list = format!("{},{}", first.url(None), second.url(None));
+    let transport = AmqpTransport::connect(&list).await.unwrap();
+    let direct = AmqpTransport::connect(&common::amqp_url()).await.unwrap();
+    let queue = common::unique("late_consume");
+    direct
+        .declare_queue(&QueueSpec::durable(&queue))
+        .await
+        .unwrap();
+    let mut subscription = transport.subscribe(&queue, 10).await.unwrap();
+    // Consuming again on the second node waits 7 s for its answer, longer than the 5 s
+    // the transport waits.
+    second
+        .hold_next(BASIC_CONSUME, Duration::from_secs(7))
+        .await;
+    first.kill();
+
+    const COUNT: u64 = 200;
+    for id in 0..COUNT {
+        direct.publish(addressed(&queue, id)).await.unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < COUNT as usize {
+        let Ok(next) = tokio::time::timeout_at(deadline, subscription.next()).await else {
+            break;
+        };
+        let incoming = next.expect("the subscription survives the lost node");
+        let id: u64 = std::str::from_utf8(&incoming.message.body)
+            .unwrap()
+            .parse()
+            .unwrap();
+        seen.insert(id);
+        incoming.ack().await.unwrap();
+    }
+    let consumers = consumer_count(&queue).await;
+    println!(
+        "late consume: published={COUNT} handled={} lost={} consumers={consumers}",
+        seen.len(),
+        COUNT - seen.len() as u64
+    );
+    subscription.cancel().await;
+    direct.delete_queue(&queue).await.unwrap();
+    transport.close().await;
+    direct.close().await;
+    assert_eq!(
+        seen.len() as u64,
+        COUNT,
+        "messages held by a consumer left behind"
+    );
+    assert_eq!(consumers, 1, "a consumer was left behind");
+}
+
+/// A `basic.get` answered after the transport stopped waiting must not leave its message
+/// unacknowledged on a channel nobody settles: the message goes back to the queue, and the
+/// next get has it.
+#[tokio::test]
+async fn a_get_answered_too_late_leaves_its_message_in_the_queue() {
+    let proxy = Proxy::start().await;
+    let options = AmqpOptions::default().confirm_timeout(Duration::from_secs(1));
+    let transport = AmqpTransport::connect_with(&proxy.url(None), &options)
+        .await
+        .unwrap();
+    let queue = common::unique("late_get");
+    transport
+        .declare_queue(&QueueSpec::durable(&queue))
+        .await
+        .unwrap();
+    transport.publish(addressed(&queue, 7)).await.unwrap();
+    proxy.hold_next(BASIC_GET, Duration::from_secs(2)).await;
+    let err = transport.get(&queue).await.err();
+    assert!(
+        err.is_some(),
+        "the held get is answered after 2 s, past the 1 s deadline"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = transport.get(&queue).await.unwrap();
+    let body = got.as_ref().map(|g| g.message.body.to_vec());
+    if let Some(got) = got {
+        got.ack().await.unwrap();
+    }
+    transport.delete_queue(&queue).await.unwrap();
+    transport.close().await;
+    assert_eq!(
+        body.as_deref(),
+        Some(&b"7"[..]),
+        "the message was held by the late get"
+    );
+}
+
 /// How long after the loss of the first node the transport was on the second; `lost` (the
 /// lost node's proxy) lives until then, so that a silent node stays silent.
 async fn moved_after(
@@ -295,6 +498,25 @@ async fn moved_after(
     }
     drop(lost);
     started.elapsed()
+}
+
+/// How many consumers the broker has on `queue` (a passive declare on a connection of its
+/// own).
+async fn consumer_count(queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(&common::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), passive, Default::default())
+        .await
+        .unwrap();
+    connection.close(200, "OK".into()).await.unwrap();
+    declared.consumer_count()
 }
 
 /// A message to `queue` through the default exchange, its body the decimal `id`.

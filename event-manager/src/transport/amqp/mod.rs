@@ -45,7 +45,7 @@ use crate::routing::BindingPattern;
 use convert::{already_gone_is_fine, queue_arguments, short, topology_error};
 use link::{Health, Link};
 use publisher::{Publisher, open_publisher};
-use subscription::AmqpSubscription;
+use subscription::{AmqpSubscription, NotConsuming};
 
 /// How long closing the connection may take.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -56,8 +56,9 @@ pub struct AmqpTransport {
     /// The supervisor of the connection ends once this is dropped.
     _owner: Arc<()>,
     publisher: Publisher,
-    /// The channel of topology operations, and the connection it is on.
-    topology: tokio::sync::Mutex<(Arc<lapin::Connection>, Channel)>,
+    /// The channel of topology operations, and the connection it is on; none once an
+    /// operation on it got no answer in time.
+    topology: tokio::sync::Mutex<(Arc<lapin::Connection>, Option<Channel>)>,
     closing: watch::Sender<Health>,
     /// The consumer channels, closed before the connection.
     paths: acks::Paths,
@@ -149,7 +150,7 @@ impl AmqpTransport {
             link,
             _owner: owner,
             publisher,
-            topology: tokio::sync::Mutex::new((on, topology)),
+            topology: tokio::sync::Mutex::new((on, Some(topology))),
             closing,
             paths: acks::Paths::default(),
             options: options.clone(),
@@ -184,6 +185,12 @@ impl AmqpTransport {
     /// Runs a topology operation on the topology channel (one at a time; the channel is
     /// reopened when an earlier refusal closed it), within the confirm timeout, and names
     /// `entity` in its error.
+    ///
+    /// The broker acts on a request whose answer comes too late all the same: a `basic.get`
+    /// answered then would leave its message unacknowledged on the channel, out of the
+    /// queue for as long as the channel lives. So a channel whose operation got no answer
+    /// in time is closed (the broker puts such a message back) and the next operation opens
+    /// another.
     async fn topology<T, Fut>(
         &self,
         entity: Entity,
@@ -194,40 +201,63 @@ impl AmqpTransport {
     {
         self.ensure_alive(&entity)?;
         let deadline = self.options.confirm_timeout;
+        let until = tokio::time::Instant::now() + deadline;
+        let mut topology = match tokio::time::timeout_at(until, self.topology.lock()).await {
+            Ok(topology) => topology,
+            Err(_) => return Err(no_answer(&entity, deadline)),
+        };
         let run = async {
-            let mut topology = self.topology.lock().await;
-            let (on, channel) = &mut *topology;
-            if !channel.status().connected() || !Arc::ptr_eq(on, &self.link.current()) {
-                // Closed by a refusal, or on a connection that was lost: a new channel on
-                // the connection that is up.
-                let connection =
-                    self.link
-                        .up()
+            let (on, slot) = &mut *topology;
+            let channel = match slot {
+                Some(channel)
+                    if channel.status().connected() && Arc::ptr_eq(on, &self.link.current()) =>
+                {
+                    channel.clone()
+                }
+                // Closed by a refusal or after no answer, or on a connection that was lost:
+                // a new channel on the connection that is up.
+                _ => {
+                    let connection =
+                        self.link
+                            .up()
+                            .await
+                            .map_err(|detail| TopologyError::Connection {
+                                entity: entity.clone(),
+                                detail,
+                                source: None,
+                            })?;
+                    *slot = None;
+                    let channel = connection
+                        .create_channel()
                         .await
-                        .map_err(|detail| TopologyError::Connection {
-                            entity: entity.clone(),
-                            detail,
-                            source: None,
-                        })?;
-                *channel = connection
-                    .create_channel()
-                    .await
-                    .map_err(|e| topology_error(entity.clone(), &e))?;
-                *on = connection;
-            }
-            let channel = channel.clone();
+                        .map_err(|e| topology_error(entity.clone(), &e))?;
+                    *on = connection;
+                    slot.insert(channel).clone()
+                }
+            };
             operation(channel)
                 .await
                 .map_err(|e| topology_error(entity.clone(), &e))
         };
-        match tokio::time::timeout(deadline, run).await {
+        let result = tokio::time::timeout_at(until, run).await;
+        match result {
             Ok(result) => result,
-            Err(_) => Err(TopologyError::Connection {
-                entity: entity.clone(),
-                detail: format!("no answer from the broker within {deadline:?}"),
-                source: None,
-            }),
+            Err(_) => {
+                if let Some(channel) = topology.1.take() {
+                    tokio::spawn(acks::close_channel(channel, link::OPEN_TIMEOUT));
+                }
+                Err(no_answer(&entity, deadline))
+            }
         }
+    }
+}
+
+/// The error of a topology operation on `entity` that got no answer within `deadline`.
+fn no_answer(entity: &Entity, deadline: std::time::Duration) -> TopologyError {
+    TopologyError::Connection {
+        entity: entity.clone(),
+        detail: format!("no answer from the broker within {deadline:?}"),
+        source: None,
     }
 }
 
@@ -361,40 +391,37 @@ impl Transport for AmqpTransport {
     ) -> Result<Box<dyn Subscription>, ConsumeError> {
         let entity = Entity::Queue(queue.to_owned());
         self.ensure_alive(&entity)?;
-        let fail = |e: lapin::Error| ConsumeError::Connection {
+        let deadline = self.options.confirm_timeout;
+        let no_answer = || ConsumeError::Connection {
             queue: queue.to_owned(),
-            detail: e.to_string(),
-            source: Some(Arc::new(e)),
+            detail: format!("no answer from the broker within {deadline:?}"),
+            source: None,
         };
-        let open = async {
-            let connection = self
-                .link
-                .up()
-                .await
-                .map_err(|detail| ConsumeError::Connection {
-                    queue: queue.to_owned(),
-                    detail,
-                    source: None,
-                })?;
-            let (channel, consumer) = subscription::consume(&connection, queue, prefetch)
-                .await
-                .map_err(|e| match e.kind() {
+        let started = tokio::time::Instant::now();
+        let connection = tokio::time::timeout(deadline, self.link.up())
+            .await
+            .map_err(|_| no_answer())?
+            .map_err(|detail| ConsumeError::Connection {
+                queue: queue.to_owned(),
+                detail,
+                source: None,
+            })?;
+        let left = deadline.saturating_sub(started.elapsed());
+        let (channel, consumer) = subscription::consume(&connection, queue, prefetch, left)
+            .await
+            .map_err(|e| match e {
+                NotConsuming::NoAnswer => no_answer(),
+                NotConsuming::Failed(e) => match e.kind() {
                     lapin::ErrorKind::ProtocolError(_) => {
                         ConsumeError::Topology(topology_error(entity.clone(), &e))
                     }
-                    _ => fail(e),
-                })?;
-            Ok::<_, ConsumeError>((connection, channel, consumer))
-        };
-        let deadline = self.options.confirm_timeout;
-        let (connection, channel, consumer) =
-            tokio::time::timeout(deadline, open).await.map_err(|_| {
-                ConsumeError::Connection {
-                    queue: queue.to_owned(),
-                    detail: format!("no answer from the broker within {deadline:?}"),
-                    source: None,
-                }
-            })??;
+                    _ => ConsumeError::Connection {
+                        queue: queue.to_owned(),
+                        detail: e.to_string(),
+                        source: Some(Arc::new(e)),
+                    },
+                },
+            })?;
         Ok(Box::new(AmqpSubscription::new(
             self.link.clone(),
             self.paths.clone(),

@@ -25,7 +25,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 
-use super::acks::{AckPath, Paths, Ticket};
+use super::acks::{AckPath, Paths, Ticket, close_channel};
 use super::convert::{from_amqp, short};
 use super::link::{Link, OPEN_TIMEOUT};
 use crate::error::ConsumeError;
@@ -104,25 +104,55 @@ impl AmqpAcker {
     }
 }
 
-/// Opens a channel on `connection` with `prefetch` and consumes `queue` on it.
+/// Why [`consume`] started no consumer.
+pub(super) enum NotConsuming {
+    /// The broker refused, or the connection failed.
+    Failed(lapin::Error),
+    /// No answer in time.
+    NoAnswer,
+}
+
+/// Opens a channel on `connection` with `prefetch` and consumes `queue` on it, within
+/// `within`.
+///
+/// The broker acts on a request whose answer comes too late all the same: a consumer it
+/// registers then would take up to `prefetch` deliveries on a channel nobody reads and hold
+/// them unacknowledged for as long as the connection lives. So when no answer came in time,
+/// the channel is closed: the broker handles the close after the consume, and puts back
+/// whatever it delivered there. (A channel whose `open-ok` comes late has no consumer; lapin
+/// closes it when it finds nobody waiting for it.)
 pub(super) async fn consume(
     connection: &Connection,
     queue: &str,
     prefetch: u16,
-) -> Result<(Channel, lapin::Consumer), lapin::Error> {
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    let consumer = channel
-        .basic_consume(
-            short(queue),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok((channel, consumer))
+    within: Duration,
+) -> Result<(Channel, lapin::Consumer), NotConsuming> {
+    let deadline = tokio::time::Instant::now() + within;
+    let channel = tokio::time::timeout_at(deadline, connection.create_channel())
+        .await
+        .map_err(|_| NotConsuming::NoAnswer)?
+        .map_err(NotConsuming::Failed)?;
+    let start = async {
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        channel
+            .basic_consume(
+                short(queue),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    };
+    match tokio::time::timeout_at(deadline, start).await {
+        Ok(Ok(consumer)) => Ok((channel, consumer)),
+        Ok(Err(e)) => Err(NotConsuming::Failed(e)),
+        Err(_) => {
+            tokio::spawn(close_channel(channel, OPEN_TIMEOUT));
+            Err(NotConsuming::NoAnswer)
+        }
+    }
 }
 
 /// A consumer on the connection it was opened on.
@@ -190,21 +220,22 @@ impl AmqpSubscription {
         // deliveries: close it, which hands them back to the queue.
         let failed = self.channel.clone();
         Box::pin(async move {
-            if failed.status().connected() {
-                let close = failed.close(200, "OK".into());
-                let _ = tokio::time::timeout(OPEN_TIMEOUT, close).await;
-            }
+            close_channel(failed, OPEN_TIMEOUT).await;
             loop {
                 let connection = link.up().await?;
-                match tokio::time::timeout(OPEN_TIMEOUT, consume(&connection, &queue, prefetch))
-                    .await
-                {
-                    Ok(Ok((channel, consumer))) => return Ok((connection, channel, consumer)),
-                    Ok(Err(e)) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(_)) => {
+                match consume(&connection, &queue, prefetch, OPEN_TIMEOUT).await {
+                    Ok((channel, consumer)) => return Ok((connection, channel, consumer)),
+                    Err(NotConsuming::Failed(e))
+                        if matches!(e.kind(), lapin::ErrorKind::ProtocolError(_)) =>
+                    {
                         return Err(format!("consuming `{queue}` again was refused: {e}"));
                     }
-                    Ok(Err(e)) => tracing::warn!(%queue, error = %e, "consuming again failed"),
-                    Err(_) => tracing::warn!(%queue, "consuming again got no answer in time"),
+                    Err(NotConsuming::Failed(e)) => {
+                        tracing::warn!(%queue, error = %e, "consuming again failed");
+                    }
+                    Err(NotConsuming::NoAnswer) => {
+                        tracing::warn!(%queue, "consuming again got no answer in time");
+                    }
                 }
                 tokio::time::sleep(RESUME_PAUSE).await;
             }

@@ -87,13 +87,13 @@ impl Paths {
 const CHANNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Closes `channel` and waits for the broker's `close-ok`, for `timeout` at most.
-async fn close_channel(channel: Channel, timeout: Duration) {
+pub(in crate::transport::amqp) async fn close_channel(channel: Channel, timeout: Duration) {
     if !channel.status().connected() {
         return;
     }
     match tokio::time::timeout(timeout, channel.close(200, "OK".into())).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::debug!(%error, "closing a consumer channel failed"),
-        Err(_) => tracing::debug!("closing a consumer channel got no answer in time"),
+        Ok(Err(error)) => tracing::debug!(%error, "closing a channel failed"),
+        Err(_) => tracing::debug!("closing a channel got no answer in time"),
     }
 }
