@@ -269,8 +269,10 @@ async fn a_dead_node_first_in_the_list_is_skipped() {
 enum Loss {
     /// Its listener and every connection through it closed.
     Killed,
-    /// Silent with every socket open: only the missing heartbeats tell.
+    /// Silent with every socket open: only the missing heartbeats tell (`heartbeat=2`).
     Silent,
+    /// Silent, with the heartbeat interval the transport asks for by default.
+    SilentDefaultHeartbeat,
 }
 
 /// The connection's node is killed while a publisher and a consumer run: the transport
@@ -291,11 +293,52 @@ async fn a_silent_node_is_left_after_missed_heartbeats() {
     fail_over(Loss::Silent).await;
 }
 
+/// The same with URLs that set no heartbeat: the transport asks for 10 s (the broker's own
+/// 60 s would leave a silent node unnoticed for 2 minutes), so it moves about 20 s after the
+/// node went silent.
+#[tokio::test]
+async fn a_silent_node_is_left_with_the_default_heartbeat() {
+    fail_over(Loss::SilentDefaultHeartbeat).await;
+}
+
+/// The heartbeat interval agreed with the broker: 10 s unless the URL or the options say
+/// otherwise (the lower of the client's and the broker's wins).
+#[tokio::test]
+async fn the_heartbeat_is_ten_seconds_unless_set() {
+    let url = common::amqp_url();
+    let with = |query: &str| {
+        if url.contains('?') {
+            format!("{url}&{query}")
+        } else {
+            format!("{url}?{query}")
+        }
+    };
+    let agreed = |transport: &AmqpTransport| transport.heartbeat().map(|h| h.as_secs());
+    let transport = AmqpTransport::connect(&url).await.unwrap();
+    assert_eq!(agreed(&transport), Some(10));
+    transport.close().await;
+    let transport = AmqpTransport::connect(&with("heartbeat=3")).await.unwrap();
+    assert_eq!(agreed(&transport), Some(3));
+    transport.close().await;
+    let options = AmqpOptions::default().heartbeat(Duration::from_secs(4));
+    let transport = AmqpTransport::connect_with(&url, &options).await.unwrap();
+    assert_eq!(agreed(&transport), Some(4));
+    transport.close().await;
+    // Zero takes the broker's interval (60 s unless configured otherwise).
+    let transport = AmqpTransport::connect(&with("heartbeat=0")).await.unwrap();
+    assert!(
+        agreed(&transport).is_some_and(|h| h > 10),
+        "{:?}",
+        transport.heartbeat()
+    );
+    transport.close().await;
+}
+
 async fn fail_over(loss: Loss) {
     let first = Proxy::start().await;
     let second = Proxy::start().await;
     let query = match loss {
-        Loss::Killed => None,
+        Loss::Killed | Loss::SilentDefaultHeartbeat => None,
         Loss::Silent => Some("heartbeat=2"),
     };
     let list = format!("{},{}", first.url(query), second.url(query));
@@ -355,7 +398,7 @@ async fn fail_over(loss: Loss) {
         {
             match loss {
                 Loss::Killed => node.kill(),
-                Loss::Silent => node.silence(),
+                Loss::Silent | Loss::SilentDefaultHeartbeat => node.silence(),
             }
             moved = Some(tokio::spawn(moved_after(
                 transport.clone(),

@@ -32,8 +32,8 @@ pub mod urls;
 
 #[cfg(feature = "amqp")]
 pub use amqp::{
-    AmqpOptions, AmqpTransport, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy,
-    SHUFFLE_URLS_ENV,
+    AmqpOptions, AmqpTransport, CONFIRM_TIMEOUT_ENV, DEFAULT_HEARTBEAT, GIVE_UP_AFTER_ENV,
+    ReconnectPolicy, SHUFFLE_URLS_ENV,
 };
 pub use memory::InMemoryBroker;
 #[cfg(feature = "amqp")]

@@ -34,7 +34,8 @@ use lapin::types::FieldTable;
 use tokio::sync::watch;
 
 pub use connect::{
-    AmqpOptions, CONFIRM_TIMEOUT_ENV, GIVE_UP_AFTER_ENV, ReconnectPolicy, SHUFFLE_URLS_ENV,
+    AmqpOptions, CONFIRM_TIMEOUT_ENV, DEFAULT_HEARTBEAT, GIVE_UP_AFTER_ENV, ReconnectPolicy,
+    SHUFFLE_URLS_ENV,
 };
 pub(crate) use subscription::AmqpAcker;
 
@@ -169,6 +170,15 @@ impl AmqpTransport {
     /// reconnects.
     pub fn node(&self) -> Option<String> {
         self.nodes.current().map(str::to_owned)
+    }
+
+    /// The heartbeat interval agreed with the broker on the connection in use (none when
+    /// heartbeats are off). See [`AmqpOptions::heartbeat`].
+    pub fn heartbeat(&self) -> Option<std::time::Duration> {
+        match self.link.current().configuration().heartbeat() {
+            0 => None,
+            seconds => Some(std::time::Duration::from_secs(u64::from(seconds))),
+        }
     }
 
     fn ensure_alive(&self, entity: &Entity) -> Result<(), TopologyError> {
