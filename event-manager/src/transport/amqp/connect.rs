@@ -147,7 +147,8 @@ impl AmqpOptions {
     }
 
     /// The heartbeat interval asked of the broker when the URL sets none (default
-    /// [`DEFAULT_HEARTBEAT`], 10 s; whole seconds). The lower of it and the broker's is used.
+    /// [`DEFAULT_HEARTBEAT`], 10 s; in whole seconds, a fraction rounded up). The lower of it
+    /// and the broker's is used; a broker that turned heartbeats off (0) takes this one.
     /// A connection that hears nothing, not even a heartbeat, for two intervals is taken for
     /// lost and replaced: a node gone silent with its socket open (a black-holed link, a
     /// frozen VM) is left within about 20 s, not the 2 minutes of the broker's own 60 s.
@@ -239,7 +240,10 @@ pub(super) async fn open(
     let runtime = lapin::runtime::default_runtime().map_err(|e| fail(e.to_string()))?;
     let mut first = nodes.first();
     if first.query.heartbeat.is_none() {
-        let seconds = u16::try_from(options.heartbeat.as_secs()).unwrap_or(u16::MAX);
+        // Whole seconds, rounded up: half a second must not become 0, the broker's interval.
+        let interval = options.heartbeat;
+        let seconds = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
+        let seconds = u16::try_from(seconds).unwrap_or(u16::MAX);
         first.query.heartbeat = Some(seconds);
     }
     let stream_nodes = nodes.clone();

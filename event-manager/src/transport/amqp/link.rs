@@ -23,7 +23,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use lapin::Connection;
+use lapin::{Channel, Connection};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -46,6 +46,24 @@ pub(super) async fn open_within<T>(
         Ok(Ok(opened)) => Ok(opened),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {OPEN_TIMEOUT:?}")),
+    }
+}
+
+/// How long closing a channel may take: it cannot while the connection is blocked (a
+/// memory alarm), or lost without notice.
+pub(super) const CHANNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes `channel` and waits for the broker's `close-ok`, for `timeout` at most. The broker
+/// handles the close after everything sent on the channel before it, and puts back what it
+/// delivered there unsettled.
+pub(super) async fn close_channel(channel: Channel, timeout: Duration) {
+    if !channel.status().connected() {
+        return;
+    }
+    match tokio::time::timeout(timeout, channel.close(200, "OK".into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "closing a channel failed"),
+        Err(_) => tracing::debug!("closing a channel got no answer in time"),
     }
 }
 

@@ -59,7 +59,11 @@ pub struct AmqpTransport {
     publisher: Publisher,
     /// The channel of topology operations, and the connection it is on; none once an
     /// operation on it got no answer in time.
-    topology: tokio::sync::Mutex<(Arc<lapin::Connection>, Option<Channel>)>,
+    topology: ChannelSlot,
+    /// The channel of `basic.get`, apart from the topology channel: a declare the broker
+    /// refuses closes its channel, which must not put back the messages got and not yet
+    /// settled.
+    gets: ChannelSlot,
     closing: watch::Sender<Health>,
     /// The consumer channels, closed before the connection.
     paths: acks::Paths,
@@ -151,7 +155,8 @@ impl AmqpTransport {
             link,
             _owner: owner,
             publisher,
-            topology: tokio::sync::Mutex::new((on, Some(topology))),
+            topology: tokio::sync::Mutex::new((on.clone(), Some(topology))),
+            gets: tokio::sync::Mutex::new((on, None)),
             closing,
             paths: acks::Paths::default(),
             options: options.clone(),
@@ -192,17 +197,32 @@ impl AmqpTransport {
         }
     }
 
-    /// Runs a topology operation on the topology channel (one at a time; the channel is
-    /// reopened when an earlier refusal closed it), within the confirm timeout, and names
-    /// `entity` in its error.
+    /// Runs a topology operation on the topology channel; see [`Self::on_channel`].
+    async fn topology<T, Fut>(
+        &self,
+        entity: Entity,
+        operation: impl FnOnce(Channel) -> Fut,
+    ) -> Result<T, TopologyError>
+    where
+        Fut: std::future::Future<Output = Result<T, lapin::Error>>,
+    {
+        self.on_channel(&self.topology, entity, operation).await
+    }
+
+    /// Runs an operation on the channel of `slot` (one at a time; the channel is reopened
+    /// when an earlier refusal closed it), within the confirm timeout, and names `entity` in
+    /// its error.
     ///
     /// The broker acts on a request whose answer comes too late all the same: a `basic.get`
     /// answered then would leave its message unacknowledged on the channel, out of the
     /// queue for as long as the channel lives. So a channel whose operation got no answer
     /// in time is closed (the broker puts such a message back) and the next operation opens
-    /// another.
-    async fn topology<T, Fut>(
+    /// another. An operation that waited behind earlier ones until less than a tenth of the
+    /// timeout is left is not sent at all: it would most likely time out, and close the
+    /// channel for nothing.
+    async fn on_channel<T, Fut>(
         &self,
+        slot: &ChannelSlot,
         entity: Entity,
         operation: impl FnOnce(Channel) -> Fut,
     ) -> Result<T, TopologyError>
@@ -212,12 +232,20 @@ impl AmqpTransport {
         self.ensure_alive(&entity)?;
         let deadline = self.options.confirm_timeout;
         let until = tokio::time::Instant::now() + deadline;
-        let mut topology = match tokio::time::timeout_at(until, self.topology.lock()).await {
-            Ok(topology) => topology,
-            Err(_) => return Err(no_answer(&entity, deadline)),
+        let queued = match tokio::time::timeout_at(until, slot.lock()).await {
+            Ok(held) if until - tokio::time::Instant::now() >= deadline / 10 => Ok(held),
+            _ => Err(TopologyError::Connection {
+                entity: entity.clone(),
+                detail: format!(
+                    "not sent: waited behind earlier operations on its channel for most of \
+                     {deadline:?}"
+                ),
+                source: None,
+            }),
         };
+        let mut held = queued?;
         let run = async {
-            let (on, slot) = &mut *topology;
+            let (on, slot) = &mut *held;
             let channel = match slot {
                 Some(channel)
                     if channel.status().connected() && Arc::ptr_eq(on, &self.link.current()) =>
@@ -253,23 +281,24 @@ impl AmqpTransport {
         match result {
             Ok(result) => result,
             Err(_) => {
-                if let Some(channel) = topology.1.take() {
-                    tokio::spawn(acks::close_channel(channel, link::OPEN_TIMEOUT));
+                // Not among the consumer channels `close` waits for: closing the connection
+                // closes it too, and puts back what it holds.
+                if let Some(channel) = held.1.take() {
+                    tokio::spawn(link::close_channel(channel, link::CHANNEL_CLOSE_TIMEOUT));
                 }
-                Err(no_answer(&entity, deadline))
+                Err(TopologyError::Connection {
+                    entity,
+                    detail: format!("no answer from the broker within {deadline:?}"),
+                    source: None,
+                })
             }
         }
     }
 }
 
-/// The error of a topology operation on `entity` that got no answer within `deadline`.
-fn no_answer(entity: &Entity, deadline: std::time::Duration) -> TopologyError {
-    TopologyError::Connection {
-        entity: entity.clone(),
-        detail: format!("no answer from the broker within {deadline:?}"),
-        source: None,
-    }
-}
+/// A channel for one kind of operation, and the connection it is on; none once an operation
+/// on it got no answer in time.
+type ChannelSlot = tokio::sync::Mutex<(Arc<lapin::Connection>, Option<Channel>)>;
 
 #[async_trait]
 impl Transport for AmqpTransport {
@@ -442,8 +471,9 @@ impl Transport for AmqpTransport {
     }
 
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {
+        let entity = Entity::Queue(queue.to_owned());
         let got = self
-            .topology(Entity::Queue(queue.to_owned()), |channel| async move {
+            .on_channel(&self.gets, entity, |channel| async move {
                 channel
                     .basic_get(short(queue), BasicGetOptions::default())
                     .await

@@ -34,7 +34,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::confirms::{Confirms, Decision};
 use super::convert::{header_frame_size, missing_exchange, short, to_amqp};
-use super::link::{Health, Link, open_within};
+use super::link::{CHANNEL_CLOSE_TIMEOUT, Health, Link, close_channel, open_within};
 use crate::error::{Cause, Entity, PublishError, TopologyError};
 use crate::message::Message;
 
@@ -467,12 +467,7 @@ impl Task {
         self.recovering = Some(Box::pin(async move {
             // A failed channel is never used again (its status can still say connected while
             // its connection is torn down); one still open is closed.
-            if failed.status().connected() {
-                tokio::spawn(async move {
-                    let close = failed.close(200, "OK".into());
-                    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
-                });
-            }
+            tokio::spawn(close_channel(failed, CHANNEL_CLOSE_TIMEOUT));
             // Closed by the broker (a channel error), or its connection was lost: a new
             // channel on the connection that is up, the one that replaced the lost one. The
             // link's supervisor decides when to give up.
@@ -513,9 +508,7 @@ impl Task {
                 Ok(channel) => {
                     tokio::spawn(async move {
                         tokio::time::sleep(linger).await;
-                        if old.status().connected() {
-                            let _ = old.close(200, "OK".into()).await;
-                        }
+                        close_channel(old, CHANNEL_CLOSE_TIMEOUT).await;
                     });
                     Ok(Some((connection, channel)))
                 }

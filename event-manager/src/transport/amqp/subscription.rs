@@ -25,9 +25,9 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 
-use super::acks::{AckPath, Paths, Ticket, close_channel};
+use super::acks::{AckPath, Paths, Ticket};
 use super::convert::{from_amqp, short};
-use super::link::{Link, OPEN_TIMEOUT};
+use super::link::{CHANNEL_CLOSE_TIMEOUT, Link, OPEN_TIMEOUT, close_channel};
 use crate::error::ConsumeError;
 use crate::message::Message;
 use crate::transport::{Incoming, Settler, Subscription};
@@ -149,7 +149,7 @@ pub(super) async fn consume(
         Ok(Ok(consumer)) => Ok((channel, consumer)),
         Ok(Err(e)) => Err(NotConsuming::Failed(e)),
         Err(_) => {
-            tokio::spawn(close_channel(channel, OPEN_TIMEOUT));
+            tokio::spawn(close_channel(channel, CHANNEL_CLOSE_TIMEOUT));
             Err(NotConsuming::NoAnswer)
         }
     }
@@ -220,7 +220,7 @@ impl AmqpSubscription {
         // deliveries: close it, which hands them back to the queue.
         let failed = self.channel.clone();
         Box::pin(async move {
-            close_channel(failed, OPEN_TIMEOUT).await;
+            close_channel(failed, CHANNEL_CLOSE_TIMEOUT).await;
             loop {
                 let connection = link.up().await?;
                 match consume(&connection, &queue, prefetch, OPEN_TIMEOUT).await {

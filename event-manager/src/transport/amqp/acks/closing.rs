@@ -12,13 +12,13 @@
 //! connection, settles and closes the paths still open and waits for those being closed.
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use lapin::Channel;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Shared;
+use crate::transport::amqp::link::{CHANNEL_CLOSE_TIMEOUT, close_channel};
 
 /// The consumer channels of one transport (see the module documentation).
 #[derive(Clone, Default)]
@@ -79,21 +79,5 @@ impl Paths {
             .map(|channel| tokio::spawn(close_channel(channel, timeout)))
             .chain(closing);
         let _ = tokio::time::timeout_at(deadline, futures_util::future::join_all(closes)).await;
-    }
-}
-
-/// How long closing the channel of a dropped path may take (it cannot while the connection
-/// is blocked, or lost without notice).
-const CHANNEL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Closes `channel` and waits for the broker's `close-ok`, for `timeout` at most.
-pub(in crate::transport::amqp) async fn close_channel(channel: Channel, timeout: Duration) {
-    if !channel.status().connected() {
-        return;
-    }
-    match tokio::time::timeout(timeout, channel.close(200, "OK".into())).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::debug!(%error, "closing a channel failed"),
-        Err(_) => tracing::debug!("closing a channel got no answer in time"),
     }
 }

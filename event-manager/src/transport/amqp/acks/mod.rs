@@ -58,7 +58,7 @@ use crate::error::ConsumeError;
 
 mod closing;
 
-pub(super) use closing::{Paths, close_channel};
+pub(super) use closing::Paths;
 
 /// The longest a settlement waits before its frame is sent (unless a held delivery before it
 /// keeps it back, see [`STRAGGLER_AFTER`]).
