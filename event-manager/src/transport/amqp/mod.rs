@@ -64,6 +64,11 @@ pub struct AmqpTransport {
     /// refuses closes its channel, which must not put back the messages got and not yet
     /// settled.
     gets: ChannelSlot,
+    /// The queues read on the channel of `gets`. RabbitMQ (3.10) keeps a channel's state of
+    /// a queue it read after another channel deleted the queue, and its channel crashes
+    /// (`INTERNAL_ERROR`) on the next get once the name was declared again with another
+    /// type (a migration to quorum). So deleting such a queue retires that channel.
+    got_from: std::sync::Mutex<std::collections::HashSet<String>>,
     closing: watch::Sender<Health>,
     /// The consumer channels, closed before the connection.
     paths: acks::Paths,
@@ -157,6 +162,7 @@ impl AmqpTransport {
             publisher,
             topology: tokio::sync::Mutex::new((on.clone(), Some(topology))),
             gets: tokio::sync::Mutex::new((on, None)),
+            got_from: std::sync::Mutex::default(),
             closing,
             paths: acks::Paths::default(),
             options: options.clone(),
@@ -195,6 +201,14 @@ impl AmqpTransport {
             }),
             None => Ok(()),
         }
+    }
+
+    /// The queues read on the channel of `basic.get` (a plain set: a panic cannot leave it
+    /// half-updated).
+    fn got_from(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.got_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs a topology operation on the topology channel; see [`Self::on_channel`].
@@ -388,6 +402,14 @@ impl Transport for AmqpTransport {
                     .map(drop)
             })
             .await;
+        let read = self.got_from().remove(queue);
+        if read {
+            let mut gets = self.gets.lock().await;
+            if let Some(channel) = gets.1.take() {
+                tokio::spawn(link::close_channel(channel, link::CHANNEL_CLOSE_TIMEOUT));
+            }
+            self.got_from().clear();
+        }
         already_gone_is_fine(deleted)
     }
 
@@ -472,6 +494,7 @@ impl Transport for AmqpTransport {
 
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {
         let entity = Entity::Queue(queue.to_owned());
+        self.got_from().insert(queue.to_owned());
         let got = self
             .on_channel(&self.gets, entity, |channel| async move {
                 channel
