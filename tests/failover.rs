@@ -47,6 +47,8 @@ struct Hold {
 const BASIC_CONSUME: (u16, u16) = (60, 20);
 /// `basic.get`.
 const BASIC_GET: (u16, u16) = (60, 70);
+/// `exchange.declare`.
+const EXCHANGE_DECLARE: (u16, u16) = (40, 10);
 
 impl Proxy {
     async fn start() -> Self {
@@ -519,10 +521,7 @@ async fn a_consume_answered_too_late_leaves_no_consumer_behind() {
 #[tokio::test]
 async fn a_get_answered_too_late_leaves_its_message_in_the_queue() {
     let proxy = Proxy::start().await;
-    let options = AmqpOptions::default().confirm_timeout(Duration::from_secs(1));
-    let transport = AmqpTransport::connect_with(&proxy.url(None), &options)
-        .await
-        .unwrap();
+    let transport = impatient(&proxy).await;
     let queue = common::unique("late_get");
     transport
         .declare_queue(&QueueSpec::durable(&queue))
@@ -585,6 +584,48 @@ async fn consumer_count(queue: &str) -> u32 {
         .unwrap();
     connection.close(200, "OK".into()).await.unwrap();
     declared.consumer_count()
+}
+
+/// A topology operation queued behind one that took the whole confirm timeout is not sent
+/// with no time left (it would time out too, and close the channel for nothing): it fails at
+/// once, saying so.
+#[tokio::test]
+async fn an_operation_that_waited_out_its_timeout_in_line_is_not_sent() {
+    let proxy = Proxy::start().await;
+    let transport = impatient(&proxy).await;
+    let (first, second) = (
+        common::unique("held_exchange"),
+        common::unique("queued_exchange"),
+    );
+    proxy
+        .hold_next(EXCHANGE_DECLARE, Duration::from_secs(2), 1)
+        .await;
+    let (held, queued) = tokio::join!(transport.declare_exchange(&first, false), async {
+        // Starts just after the held declaration took the channel.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        transport.declare_exchange(&second, false).await
+    });
+    // The held declaration reaches the broker 2 s after it was sent; delete after it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let direct = AmqpTransport::connect(&common::amqp_url()).await.unwrap();
+    for name in [&first, &second] {
+        direct.delete_exchange(name).await.unwrap();
+    }
+    direct.close().await;
+    transport.close().await;
+    assert!(held.is_err(), "the held declaration got its answer in time");
+    let error = queued
+        .expect_err("the queued declaration had no time left")
+        .to_string();
+    assert!(error.contains("not sent"), "{error}");
+}
+
+/// A transport through `proxy` that waits 1 s for an answer to a topology operation.
+async fn impatient(proxy: &Proxy) -> AmqpTransport {
+    let options = AmqpOptions::default().confirm_timeout(Duration::from_secs(1));
+    AmqpTransport::connect_with(&proxy.url(None), &options)
+        .await
+        .unwrap()
 }
 
 /// A message to `queue` through the default exchange, its body the decimal `id`.

@@ -247,7 +247,12 @@ impl AmqpTransport {
         let deadline = self.options.confirm_timeout;
         let until = tokio::time::Instant::now() + deadline;
         let queued = match tokio::time::timeout_at(until, slot.lock()).await {
-            Ok(held) if until - tokio::time::Instant::now() >= deadline / 10 => Ok(held),
+            Ok(held)
+                if until.saturating_duration_since(tokio::time::Instant::now())
+                    >= deadline / 10 =>
+            {
+                Ok(held)
+            }
             _ => Err(TopologyError::Connection {
                 entity: entity.clone(),
                 detail: format!(
