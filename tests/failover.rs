@@ -521,7 +521,7 @@ async fn a_consume_answered_too_late_leaves_no_consumer_behind() {
 #[tokio::test]
 async fn a_get_answered_too_late_leaves_its_message_in_the_queue() {
     let proxy = Proxy::start().await;
-    let transport = impatient(&proxy).await;
+    let transport = impatient(&proxy, Duration::from_secs(1)).await;
     let queue = common::unique("late_get");
     transport
         .declare_queue(&QueueSpec::durable(&queue))
@@ -592,21 +592,22 @@ async fn consumer_count(queue: &str) -> u32 {
 #[tokio::test]
 async fn an_operation_that_waited_out_its_timeout_in_line_is_not_sent() {
     let proxy = Proxy::start().await;
-    let transport = impatient(&proxy).await;
+    // 2 s: the second operation is refused if it took the channel with less than 0.2 s left.
+    let transport = impatient(&proxy, Duration::from_secs(2)).await;
     let (first, second) = (
         common::unique("held_exchange"),
         common::unique("queued_exchange"),
     );
     proxy
-        .hold_next(EXCHANGE_DECLARE, Duration::from_secs(2), 1)
+        .hold_next(EXCHANGE_DECLARE, Duration::from_secs(4), 1)
         .await;
     let (held, queued) = tokio::join!(transport.declare_exchange(&first, false), async {
         // Starts just after the held declaration took the channel.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         transport.declare_exchange(&second, false).await
     });
-    // The held declaration reaches the broker 2 s after it was sent; delete after it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The held declaration reaches the broker 4 s after it was sent; delete after it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let direct = AmqpTransport::connect(&common::amqp_url()).await.unwrap();
     for name in [&first, &second] {
         direct.delete_exchange(name).await.unwrap();
@@ -620,9 +621,9 @@ async fn an_operation_that_waited_out_its_timeout_in_line_is_not_sent() {
     assert!(error.contains("not sent"), "{error}");
 }
 
-/// A transport through `proxy` that waits 1 s for an answer to a topology operation.
-async fn impatient(proxy: &Proxy) -> AmqpTransport {
-    let options = AmqpOptions::default().confirm_timeout(Duration::from_secs(1));
+/// A transport through `proxy` that waits `patience` for an answer to a topology operation.
+async fn impatient(proxy: &Proxy, patience: Duration) -> AmqpTransport {
+    let options = AmqpOptions::default().confirm_timeout(patience);
     AmqpTransport::connect_with(&proxy.url(None), &options)
         .await
         .unwrap()

@@ -22,6 +22,7 @@ mod nodes;
 mod publisher;
 mod subscription;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -60,15 +61,14 @@ pub struct AmqpTransport {
     /// The channel of topology operations, and the connection it is on; none once an
     /// operation on it got no answer in time.
     topology: ChannelSlot,
-    /// The channel of `basic.get`, apart from the topology channel: a declare the broker
-    /// refuses closes its channel, which must not put back the messages got and not yet
-    /// settled.
-    gets: ChannelSlot,
-    /// The queues read on the channel of `gets`. RabbitMQ (3.10) keeps a channel's state of
-    /// a queue it read after another channel deleted the queue, and its channel crashes
-    /// (`INTERNAL_ERROR`) on the next get once the name was declared again with another
-    /// type (a migration to quorum). So deleting such a queue retires that channel.
-    got_from: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The channels of `basic.get`, one per queue read, apart from the topology channel: a
+    /// channel closed by a refused declaration, or by a get of another queue that got no
+    /// answer in time, must not put back the messages got and not yet settled. Deleting a
+    /// queue through the transport closes its get channel: RabbitMQ (3.10) keeps a channel's
+    /// state of a queue it read after another channel deleted it, and crashes that channel
+    /// (`INTERNAL_ERROR`) on the next get once the name was declared again with another type
+    /// (a migration to quorum).
+    gets: std::sync::Mutex<HashMap<String, Arc<ChannelSlot>>>,
     closing: watch::Sender<Health>,
     /// The consumer channels, closed before the connection.
     paths: acks::Paths,
@@ -160,9 +160,8 @@ impl AmqpTransport {
             link,
             _owner: owner,
             publisher,
-            topology: tokio::sync::Mutex::new((on.clone(), Some(topology))),
-            gets: tokio::sync::Mutex::new((on, None)),
-            got_from: std::sync::Mutex::default(),
+            topology: tokio::sync::Mutex::new((on, Some(topology))),
+            gets: std::sync::Mutex::default(),
             closing,
             paths: acks::Paths::default(),
             options: options.clone(),
@@ -203,10 +202,10 @@ impl AmqpTransport {
         }
     }
 
-    /// The queues read on the channel of `basic.get` (a plain set: a panic cannot leave it
+    /// The channels of `basic.get` by queue (a plain map: a panic cannot leave it
     /// half-updated).
-    fn got_from(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.got_from
+    fn gets(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ChannelSlot>>> {
+        self.gets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -315,8 +314,8 @@ impl AmqpTransport {
     }
 }
 
-/// A channel for one kind of operation, and the connection it is on; none once an operation
-/// on it got no answer in time.
+/// A channel for one kind of operation, and the connection it is on; none before its first
+/// operation, once an operation on it got no answer in time, and once it was retired.
 type ChannelSlot = tokio::sync::Mutex<(Arc<lapin::Connection>, Option<Channel>)>;
 
 #[async_trait]
@@ -407,13 +406,16 @@ impl Transport for AmqpTransport {
                     .map(drop)
             })
             .await;
-        let read = self.got_from().remove(queue);
-        if read {
-            let mut gets = self.gets.lock().await;
-            if let Some(channel) = gets.1.take() {
-                tokio::spawn(link::close_channel(channel, link::CHANNEL_CLOSE_TIMEOUT));
-            }
-            self.got_from().clear();
+        // The next get of this name opens a new channel; the old one is closed once a get
+        // running on it is done.
+        let read = self.gets().remove(queue);
+        if let Some(slot) = read {
+            tokio::spawn(async move {
+                let channel = slot.lock().await.1.take();
+                if let Some(channel) = channel {
+                    link::close_channel(channel, link::CHANNEL_CLOSE_TIMEOUT).await;
+                }
+            });
         }
         already_gone_is_fine(deleted)
     }
@@ -499,9 +501,15 @@ impl Transport for AmqpTransport {
 
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {
         let entity = Entity::Queue(queue.to_owned());
-        self.got_from().insert(queue.to_owned());
+        let slot = {
+            let mut gets = self.gets();
+            let slot = gets
+                .entry(queue.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new((self.link.current(), None))));
+            slot.clone()
+        };
         let got = self
-            .on_channel(&self.gets, entity, |channel| async move {
+            .on_channel(&slot, entity, |channel| async move {
                 channel
                     .basic_get(short(queue), BasicGetOptions::default())
                     .await
