@@ -295,8 +295,7 @@ impl AmqpTransport {
                 .await
                 .map_err(|e| topology_error(entity.clone(), &e))
         };
-        let result = tokio::time::timeout_at(until, run).await;
-        match result {
+        match tokio::time::timeout_at(until, run).await {
             Ok(result) => result,
             Err(_) => {
                 // Not among the consumer channels `close` waits for: closing the connection
@@ -514,8 +513,16 @@ impl Transport for AmqpTransport {
                     .basic_get(short(queue), BasicGetOptions::default())
                     .await
             })
-            .await?;
-        Ok(got.map(|m| subscription::incoming(m.delivery)))
+            .await;
+        if let Err(TopologyError::NotFound { .. }) = &got {
+            // The broker closed the channel over the missing queue: it holds nothing, and a
+            // name that is never read again must not keep an entry.
+            let mut gets = self.gets();
+            if gets.get(queue).is_some_and(|kept| Arc::ptr_eq(kept, &slot)) {
+                gets.remove(queue);
+            }
+        }
+        Ok(got?.map(|m| subscription::incoming(m.delivery)))
     }
 
     async fn close(&self) {
@@ -541,3 +548,6 @@ impl Transport for AmqpTransport {
         self.link.failure().is_none() && self.link.up_now().is_some()
     }
 }
+
+#[cfg(test)]
+mod tests;
