@@ -64,6 +64,25 @@ impl Entity {
             Self::Queue(_) | Self::ServiceTopology { .. } => None,
         }
     }
+
+    /// Fails with [`TopologyError::NameTooLong`] when a name of the entity is longer than
+    /// AMQP's [`SHORT_STRING_MAX`](crate::message::SHORT_STRING_MAX).
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(crate) fn check_names(&self) -> Result<(), TopologyError> {
+        let longest = [self.queue(), self.exchange()]
+            .into_iter()
+            .flatten()
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        if longest > crate::message::SHORT_STRING_MAX {
+            return Err(TopologyError::NameTooLong {
+                entity: self.clone(),
+                len: longest,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Entity {
@@ -166,6 +185,16 @@ pub enum TopologyError {
     NotFound {
         /// The entity, e.g. ``exchange `order` ``.
         entity: Entity,
+    },
+    /// A name is longer than AMQP's
+    /// [`SHORT_STRING_MAX`](crate::message::SHORT_STRING_MAX) bytes; nothing was sent (a
+    /// shortened name would be another queue or exchange).
+    #[error("{entity}: a name of {len} bytes; AMQP allows at most 255")]
+    NameTooLong {
+        /// The entity concerned.
+        entity: Entity,
+        /// The length of its longest name, in bytes.
+        len: usize,
     },
     /// Any other refusal by the broker.
     #[error("{entity}: the broker refused the operation: {detail}")]
@@ -287,7 +316,8 @@ pub enum PublishError {
     },
     /// The broker refused to take responsibility for the message (negative confirm), each
     /// time it was sent: a refused message is sent again, with the same message id, for up
-    /// to 15 s (a quorum queue refuses publishes while its leader moves) before this error.
+    /// to 15 s and within the confirm timeout (a quorum queue refuses publishes while its
+    /// leader moves) before this error.
     #[error("the broker did not confirm the message to `{exchange}` with key `{routing_key}`")]
     Nacked {
         /// The exchange published to.
@@ -322,6 +352,23 @@ pub enum PublishError {
         size: usize,
         /// The largest header frame the connection takes.
         limit: usize,
+    },
+    /// A text that AMQP carries as a short string (the exchange, the routing key, the
+    /// message or correlation id, a header name…) is longer than
+    /// [`SHORT_STRING_MAX`](crate::message::SHORT_STRING_MAX) bytes. Nothing was sent: the
+    /// broker cannot take it, and a shortened id or name would be another one.
+    #[error(
+        "the {field} of the message to `{exchange}` with key `{routing_key}` is {len} bytes long; AMQP allows at most 255"
+    )]
+    TooLong {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+        /// What is too long: `message id`, `header name `…``, ….
+        field: String,
+        /// Its length in bytes.
+        len: usize,
     },
     /// The exchange could not be declared.
     #[error(transparent)]

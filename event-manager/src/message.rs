@@ -26,6 +26,73 @@ pub struct Message {
     pub properties: Properties,
 }
 
+/// The longest text AMQP 0-9-1 carries as a short string, in bytes: exchange and queue
+/// names, routing keys, header names, and the message id, correlation id and the other
+/// text properties. Longer ones are refused ([`crate::PublishError::TooLong`],
+/// [`crate::TopologyError::NameTooLong`]), never cut: a cut id or name would be another one.
+pub const SHORT_STRING_MAX: usize = 255;
+
+impl Message {
+    /// Fails with [`crate::PublishError::TooLong`] when one of the message's short strings
+    /// is longer than [`SHORT_STRING_MAX`]: every transport refuses such a message alike.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(crate) fn check_short_strings(&self) -> Result<(), crate::PublishError> {
+        match self.over_long_field() {
+            None => Ok(()),
+            Some((field, len)) => Err(crate::PublishError::TooLong {
+                exchange: self.exchange.to_string(),
+                routing_key: self.routing_key.to_string(),
+                field,
+                len,
+            }),
+        }
+    }
+
+    /// The first of the message's short strings longer than [`SHORT_STRING_MAX`]: what it
+    /// is and its length in bytes.
+    fn over_long_field(&self) -> Option<(String, usize)> {
+        let p = &self.properties;
+        let fields = [
+            ("exchange", Some(self.exchange.as_ref())),
+            ("routing key", Some(self.routing_key.as_ref())),
+            ("message id", p.message_id.as_deref()),
+            ("correlation id", p.correlation_id.as_deref()),
+            ("content type", p.content_type.as_deref()),
+            ("content encoding", p.content_encoding.as_deref()),
+            ("type", p.kind.as_deref()),
+            ("app id", p.app_id.as_deref()),
+            ("expiration", p.expiration.as_deref()),
+            ("reply-to", p.reply_to.as_deref()),
+        ];
+        fields
+            .into_iter()
+            .find_map(|(field, text)| {
+                text.filter(|t| t.len() > SHORT_STRING_MAX)
+                    .map(|t| (field.to_owned(), t.len()))
+            })
+            .or_else(|| p.headers.0.iter().find_map(|(n, v)| over_long_entry(n, v)))
+    }
+}
+
+/// `name` when it is longer than [`SHORT_STRING_MAX`], else the first such name among the
+/// tables nested in `value`.
+fn over_long_entry(name: &str, value: &HeaderValue) -> Option<(String, usize)> {
+    if name.len() > SHORT_STRING_MAX {
+        let start: String = name.chars().take(32).collect();
+        return Some((format!("header name `{start}…`"), name.len()));
+    }
+    over_long_nested(value)
+}
+
+/// The first name longer than [`SHORT_STRING_MAX`] in the tables nested in `value`.
+fn over_long_nested(value: &HeaderValue) -> Option<(String, usize)> {
+    match value {
+        HeaderValue::Table(entries) => entries.iter().find_map(|(n, v)| over_long_entry(n, v)),
+        HeaderValue::Array(items) => items.iter().find_map(over_long_nested),
+        _ => None,
+    }
+}
+
 /// AMQP basic properties, the subset the wire contract uses.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Properties {
@@ -112,6 +179,22 @@ impl HeaderValue {
                     .sum::<usize>()
             }
             Self::Void => 0,
+        }
+    }
+
+    /// What kind of value this is, for errors: `a string`, `an integer`…
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Str(_) => "a string",
+            Self::Int(_) => "an integer",
+            Self::Bool(_) => "a boolean",
+            Self::Float(_) => "a floating-point number",
+            Self::Decimal { .. } => "a decimal",
+            Self::Timestamp(_) => "a timestamp",
+            Self::Bytes(_) => "a byte array",
+            Self::Array(_) => "an array",
+            Self::Table(_) => "a table",
+            Self::Void => "void",
         }
     }
 

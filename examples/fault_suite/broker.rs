@@ -12,6 +12,38 @@ use crate::report::{Ctx, Res};
 pub const NORMAL_WATERMARK: &str = "0.4";
 /// A watermark so low that the memory alarm goes off at once.
 pub const ALARM_WATERMARK: &str = "0.0000001";
+/// The free disk space limit the broker runs with normally (RabbitMQ's default).
+pub const NORMAL_DISK_LIMIT: &str = "50MB";
+/// A free disk space limit so high that the disk alarm goes off at once.
+pub const ALARM_DISK_LIMIT: &str = "1000000GB";
+
+/// A resource alarm of the broker: both block every publishing connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// `set_vm_memory_high_watermark`.
+    Memory,
+    /// `set_disk_free_limit`.
+    Disk,
+}
+
+impl Alarm {
+    /// The `rabbitmqctl` arguments that raise the alarm, or put the setting back.
+    fn command(self, raised: bool) -> [&'static str; 3] {
+        match (self, raised) {
+            (Self::Memory, true) => ["-q", "set_vm_memory_high_watermark", ALARM_WATERMARK],
+            (Self::Memory, false) => ["-q", "set_vm_memory_high_watermark", NORMAL_WATERMARK],
+            (Self::Disk, true) => ["-q", "set_disk_free_limit", ALARM_DISK_LIMIT],
+            (Self::Disk, false) => ["-q", "set_disk_free_limit", NORMAL_DISK_LIMIT],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Disk => "disk",
+        }
+    }
+}
 
 /// Runs `program args` and returns its standard output; fails on a non-zero exit or after
 /// `limit` (the process is then killed).
@@ -181,7 +213,8 @@ pub async fn alarm_active() -> bool {
 #[derive(Debug, Default)]
 pub struct Broker {
     app_stopped: AtomicBool,
-    alarm_set: AtomicBool,
+    memory_alarm_set: AtomicBool,
+    disk_alarm_set: AtomicBool,
     policies: Mutex<Vec<String>>,
 }
 
@@ -201,26 +234,36 @@ impl Broker {
         Ok(())
     }
 
+    fn alarm_set(&self, alarm: Alarm) -> &AtomicBool {
+        match alarm {
+            Alarm::Memory => &self.memory_alarm_set,
+            Alarm::Disk => &self.disk_alarm_set,
+        }
+    }
+
     /// Sets the memory watermark so low that the memory alarm goes off, and waits until the
     /// broker reports it (at most 20 s).
     pub async fn raise_memory_alarm(&self) -> Res<()> {
-        self.alarm_set.store(true, Ordering::SeqCst);
-        ctl_async(
-            &["-q", "set_vm_memory_high_watermark", ALARM_WATERMARK],
-            Duration::from_secs(30),
-        )
-        .await?;
-        wait_for_alarm(true).await
+        self.raise_alarm(Alarm::Memory).await
     }
 
     /// Puts the memory watermark back and waits until the alarm is gone (at most 20 s).
     pub async fn clear_memory_alarm(&self) -> Res<()> {
-        ctl_async(
-            &["-q", "set_vm_memory_high_watermark", NORMAL_WATERMARK],
-            Duration::from_secs(30),
-        )
-        .await?;
-        self.alarm_set.store(false, Ordering::SeqCst);
+        self.clear_alarm(Alarm::Memory).await
+    }
+
+    /// Sets the broker's limit so that `alarm` goes off, and waits until the broker reports
+    /// it (at most 20 s).
+    pub async fn raise_alarm(&self, alarm: Alarm) -> Res<()> {
+        self.alarm_set(alarm).store(true, Ordering::SeqCst);
+        ctl_async(&alarm.command(true), Duration::from_secs(30)).await?;
+        wait_for_alarm(true).await
+    }
+
+    /// Puts the limit of `alarm` back and waits until no alarm is left (at most 20 s).
+    pub async fn clear_alarm(&self, alarm: Alarm) -> Res<()> {
+        ctl_async(&alarm.command(false), Duration::from_secs(30)).await?;
+        self.alarm_set(alarm).store(false, Ordering::SeqCst);
         wait_for_alarm(false).await
     }
 
@@ -279,7 +322,7 @@ impl Broker {
         }
     }
 
-    /// Undoes every fault still in place: starts the app, clears the memory alarm, removes
+    /// Undoes every fault still in place: starts the app, clears the alarms, removes
     /// policies. Blocking; returns what could not be undone.
     pub fn restore(&self) -> Vec<String> {
         let mut failures = Vec::new();
@@ -292,13 +335,12 @@ impl Broker {
                 Err(e) => failures.push(format!("restore: {e}")),
             }
         }
-        if self.alarm_set.load(Ordering::SeqCst) {
-            match ctl(
-                &["-q", "set_vm_memory_high_watermark", NORMAL_WATERMARK],
-                limit,
-            ) {
-                Ok(_) => self.alarm_set.store(false, Ordering::SeqCst),
-                Err(e) => failures.push(format!("restore: {e}")),
+        for alarm in [Alarm::Memory, Alarm::Disk] {
+            if self.alarm_set(alarm).load(Ordering::SeqCst) {
+                match ctl(&alarm.command(false), limit) {
+                    Ok(_) => self.alarm_set(alarm).store(false, Ordering::SeqCst),
+                    Err(e) => failures.push(format!("restore: {e}")),
+                }
             }
         }
         let policies =

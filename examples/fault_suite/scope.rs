@@ -16,7 +16,7 @@ use futures_util::{StreamExt, stream};
 
 use crate::broker::{self, Broker};
 use crate::compat;
-use crate::report::{Ctx, Ids, Res, Tally};
+use crate::report::{Ctx, Ids, Report, Res, Tally};
 
 /// The confirm timeout of the suite's buses and child services.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +80,32 @@ pub fn kinds<'a>(attempts: impl IntoIterator<Item = &'a Attempt>) -> String {
         "none".into()
     } else {
         parts.join("/")
+    }
+}
+
+/// Adds a problem to `report` for the `attempts` that were neither confirmed nor failed with
+/// the error the README promises for the fault (`expected`, as `promised` matches it): a
+/// different error, or no answer, is a broken promise even when nothing is lost.
+pub fn only_promised_failures<'a>(
+    report: &mut Report,
+    attempts: impl IntoIterator<Item = &'a Attempt>,
+    expected: &str,
+    promised: impl Fn(&PublishError) -> bool,
+) {
+    let otherwise: Vec<&Attempt> = attempts
+        .into_iter()
+        .filter(|a| match &a.sent {
+            Sent::Confirmed => false,
+            Sent::Failed(e) => !promised(e),
+            Sent::Hung => true,
+        })
+        .collect();
+    if !otherwise.is_empty() {
+        report.problem(format!(
+            "{} publish(es) ended otherwise than confirmed or with `{expected}`: {}",
+            otherwise.len(),
+            kinds(otherwise.iter().copied())
+        ));
     }
 }
 

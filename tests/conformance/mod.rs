@@ -81,6 +81,7 @@ macro_rules! shared_conformance_cases {
             deleted_dead_letter_queue_is_declared_again,
             publish_declares_a_deleted_exchange_again,
             running_service_declares_its_topology_again,
+            over_long_names_and_ids_are_refused_alike,
         );
     };
 }
@@ -237,6 +238,72 @@ pub async fn unroutable_publish_is_an_error(env: &Env) {
     ));
     Order::sample(1).submit(&env.bus).await.unwrap();
     running.shutdown().await.unwrap();
+}
+
+/// AMQP carries names and ids as short strings of at most 255 bytes. A longer one is a named
+/// error on both transports, before anything is sent: RabbitMQ's transport cut them before,
+/// so an unroutable publish with a long message id came back `Ok` (its return no longer
+/// matched) and the wait queues of a long service name could share one cut name.
+pub async fn over_long_names_and_ids_are_refused_alike(env: &Env) {
+    use event_manager::PublishOptions;
+    let long_id = PublishOptions {
+        message_id: Some("i".repeat(300)),
+        ..Default::default()
+    };
+    // Unroutable (nothing is bound in this namespace) and routable alike.
+    let unroutable = env
+        .bus
+        .publish_with(Order::CHARGEBACK, &Order::sample(1), &long_id)
+        .await;
+    assert!(
+        matches!(&unroutable, Err(PublishError::TooLong { field, len: 300, .. }) if field == "message id"),
+        "{unroutable:?}"
+    );
+    let mut billing = env.service("billing");
+    billing.on(Order::SUBMIT, |_: Order, _| async { ok() });
+    let running = billing.start().await.unwrap();
+    let routable = env
+        .bus
+        .publish_with(Order::SUBMIT, &Order::sample(2), &long_id)
+        .await;
+    assert!(
+        matches!(&routable, Err(PublishError::TooLong { len: 300, .. })),
+        "{routable:?}"
+    );
+    running.shutdown().await.unwrap();
+
+    // A service whose wait queues would get names over 255 bytes fails to start, naming
+    // the queue, before it declares anything.
+    let base = "s".repeat(225);
+    let mut long = env.service(&base);
+    long.on(Order::SUBMIT, |_: Order, _| async { ok() });
+    let queue = long.queue().to_owned();
+    assert!(queue.len() <= 255, "the service queue itself fits");
+    match long.start().await {
+        Err(event_manager::ConsumeError::Config { reason, .. }) => {
+            assert!(
+                reason.contains(".wait.") && reason.contains("at most 255"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a config error, got {:?}", other.map(|_| ())),
+    }
+    let declared = env.transport().queue_len(&queue).await;
+    assert!(
+        matches!(&declared, Err(TopologyError::NotFound { .. })),
+        "{declared:?}"
+    );
+
+    // The transport refuses such a name itself.
+    let name = "q".repeat(256);
+    let refused = env
+        .transport()
+        .declare_queue(&QueueSpec::durable(&name))
+        .await;
+    assert!(
+        matches!(&refused, Err(TopologyError::NameTooLong { len: 256, .. })),
+        "{refused:?}"
+    );
 }
 
 /// A Celery task message from a Python `event_manager` (protocol 2, as Celery 5.7 sends it)

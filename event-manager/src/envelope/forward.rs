@@ -166,24 +166,42 @@ pub(super) fn cut(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// The headers a forward writes itself, each of bounded size, which it never leaves out:
+/// the reason (cut to [`MAX_REASON_BYTES`]) and what identifies the failure.
+const FORWARD_HEADERS: [&str; 6] = [
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_KIND_HEADER,
+    FAILED_AT_HEADER,
+    SERVICE_HEADER,
+    ATTEMPTS_HEADER,
+    DROPPED_HEADERS_HEADER,
+];
+
 /// Makes a forwarded `message` (a retry or dead letter) `excess` bytes smaller by leaving out
-/// the largest headers that are not part of the wire contract, naming them in
-/// [`DROPPED_HEADERS_HEADER`]. For a message that arrived with headers so close to the
-/// broker's frame limit that the forwarding headers no longer fit: better a dead letter
-/// without some headers than none. Returns whether it now fits.
+/// its largest headers, naming them in [`DROPPED_HEADERS_HEADER`]: those that are not part
+/// of the wire contract first, then, only when that is not enough, the contract's own as the
+/// message arrived with them (a foreign publisher may have sent a huge `cloudEvents_source`
+/// or `tracestate`), never those the forward writes ([`FORWARD_HEADERS`]). For a message that
+/// arrived with headers so close to the broker's frame limit that the forwarding headers no
+/// longer fit: better a dead letter without some headers than none, or than a message held
+/// and delivered again for ever. Returns whether it now fits.
 pub(crate) fn shrink_headers(message: &mut Message, excess: usize) -> bool {
     let headers = &mut message.properties.headers;
-    let mut foreign: Vec<(String, usize)> = headers
+    let mut candidates: Vec<(bool, String, usize)> = headers
         .iter()
-        .filter(|(name, _)| !HEADER_NAMES.contains(name))
-        .map(|(name, value)| (name.to_owned(), 1 + name.len() + value.encoded_len()))
+        .filter(|(name, _)| !FORWARD_HEADERS.contains(name))
+        .map(|(name, value)| {
+            let ours = HEADER_NAMES.contains(&current_name(name));
+            (ours, name.to_owned(), 1 + name.len() + value.encoded_len())
+        })
         .collect();
-    foreign.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+    // Foreign before ours, the largest first in each.
+    candidates.sort_by_key(|(ours, _, size)| (*ours, std::cmp::Reverse(*size)));
     let mut dropped = Vec::new();
     // The list of dropped names costs room too.
     let mut freed: usize = 0;
     let mut needed = excess + 32;
-    for (name, size) in foreign {
+    for (_, name, size) in candidates {
         if freed >= needed {
             break;
         }
@@ -360,8 +378,41 @@ mod tests {
         assert!(h.get_str(ORIGINAL_ROUTING_KEY_HEADER).is_some());
         assert!(
             !shrink_headers(&mut dead, 1_000_000),
-            "nothing foreign left to drop"
+            "more than every header can free"
         );
+    }
+
+    /// A header of the wire contract that arrived huge (from a foreign publisher) is left
+    /// out too when leaving out the foreign ones is not enough; what the forward wrote stays.
+    #[test]
+    fn an_oversized_contract_header_is_left_out_after_the_foreign_ones() {
+        let mut m = bare("order.v1.submit");
+        m.properties
+            .headers
+            .insert(cloud_events::SOURCE, "s".repeat(120_000));
+        m.properties.headers.insert("foreign", "f".repeat(1_000));
+        let mut dead = to_dead_letter(
+            &m,
+            "billing.dlq",
+            "billing",
+            5,
+            DeadLetterKind::HandlerFailed,
+            "boom",
+        );
+        assert!(shrink_headers(&mut dead, 100_000));
+        let h = &dead.properties.headers;
+        assert!(h.get(cloud_events::SOURCE).is_none());
+        assert!(h.get("foreign").is_none());
+        assert_eq!(
+            h.get_str(DROPPED_HEADERS_HEADER),
+            Some(format!("foreign,{}", cloud_events::SOURCE).as_str())
+        );
+        assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
+        assert_eq!(
+            h.get(ATTEMPTS_HEADER).and_then(HeaderValue::as_int),
+            Some(5)
+        );
+        assert_eq!(h.get_str(SERVICE_HEADER), Some("billing"));
     }
 
     #[test]

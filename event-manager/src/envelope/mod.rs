@@ -483,6 +483,18 @@ pub enum EnvelopeError {
     /// The body does not decode as the payload type.
     #[error("the body does not decode: {0}")]
     Body(String),
+    /// A header of the wire contract carries a value of the wrong type (an
+    /// [`VERSION_HEADER`] that is not a string, an [`ATTEMPTS_HEADER`] that is not an
+    /// integer…).
+    #[error("the {header} header is {found}, not {expected}")]
+    HeaderType {
+        /// The header's name.
+        header: String,
+        /// The type the contract gives it.
+        expected: &'static str,
+        /// The type it has.
+        found: &'static str,
+    },
 }
 
 /// Marks `copies` (one event encoded in several majors) as copies of each other: one message
@@ -524,13 +536,26 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
         let legacy = name.starts_with(LEGACY_HEADER_PREFIX);
         let name = current_name(name);
         let keep = |seen: bool| !(legacy && seen);
+        // A header of the contract with a value of another type is an error, not a header
+        // left out: the version check or the original routing key must not be skipped. (A
+        // legacy copy of the wrong type is left out: the current one decides.)
+        let text = || match value.as_str() {
+            Some(text) => Ok(Some(text)),
+            None => wrong_type(legacy, name, "a string", value),
+        };
         match name {
-            VERSION_HEADER if keep(version_text.is_some()) => version_text = value.as_str(),
+            VERSION_HEADER if keep(version_text.is_some()) => version_text = text()?,
             ORIGINAL_ROUTING_KEY_HEADER if keep(original_key.is_some()) => {
-                original_key = value.as_str()
+                original_key = text()?;
             }
-            ATTEMPTS_HEADER if keep(attempts.is_some()) => attempts = value.as_int(),
-            PUBLISHED_AS_HEADER if keep(published_as.is_some()) => published_as = value.as_str(),
+            ATTEMPTS_HEADER if keep(attempts.is_some()) => {
+                attempts = match value.as_int() {
+                    Some(n) => Some(n),
+                    None => wrong_type(legacy, name, "an integer", value)?,
+                };
+            }
+            PUBLISHED_AS_HEADER if keep(published_as.is_some()) => published_as = text()?,
+            // Celery's own header: a message whose `task` is not text is not a task of ours.
             celery::TASK_HEADER => task = value.as_str(),
             _ => {}
         }
@@ -593,6 +618,24 @@ fn parse_version(text: &str) -> Option<semver::Version> {
             *last_version = Some(version.clone());
         }
         Some(version)
+    })
+}
+
+/// A header of the contract whose `value` is not of the `expected` type: an error, or, for
+/// a `legacy` copy, a header left out.
+fn wrong_type<T>(
+    legacy: bool,
+    name: &str,
+    expected: &'static str,
+    value: &HeaderValue,
+) -> Result<Option<T>, EnvelopeError> {
+    if legacy {
+        return Ok(None);
+    }
+    Err(EnvelopeError::HeaderType {
+        header: name.to_owned(),
+        expected,
+        found: value.kind(),
     })
 }
 

@@ -94,6 +94,54 @@ fn header_version_must_agree_with_key() {
     );
 }
 
+/// A header of the contract with a value of another type is an error naming it, never a
+/// header left out (which skipped the version check, or read a retried copy under its wait
+/// queue's key).
+#[test]
+fn a_contract_header_of_the_wrong_type_is_an_error() {
+    let cases: [(&str, HeaderValue, &str); 4] = [
+        (VERSION_HEADER, HeaderValue::Int(2), "an integer"),
+        (
+            ORIGINAL_ROUTING_KEY_HEADER,
+            HeaderValue::Bool(true),
+            "a boolean",
+        ),
+        (
+            ATTEMPTS_HEADER,
+            HeaderValue::Float(1.5),
+            "a floating-point number",
+        ),
+        (PUBLISHED_AS_HEADER, HeaderValue::Void, "void"),
+    ];
+    for (header, value, kind) in cases {
+        let mut m = bare("order.v1.submit");
+        m.properties.headers.insert(header, value);
+        match read(&m) {
+            Err(e @ EnvelopeError::HeaderType { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(header) && text.contains(kind), "{text}");
+            }
+            other => panic!("{header}: {other:?}"),
+        }
+    }
+    // A legacy copy of the wrong type is left out, before or after the current header.
+    let legacy = format!("{LEGACY_HEADER_PREFIX}{VERSION_HEADER}");
+    for legacy_first in [true, false] {
+        let mut m = bare("order.v1.submit");
+        if legacy_first {
+            m.properties.headers.insert(legacy.clone(), 7_i64);
+        }
+        m.properties.headers.insert(VERSION_HEADER, "1.4.0");
+        if !legacy_first {
+            m.properties.headers.insert(legacy.clone(), 7_i64);
+        }
+        assert_eq!(
+            read(&m).unwrap().version,
+            ReceivedVersion::Full(semver::Version::new(1, 4, 0))
+        );
+    }
+}
+
 /// The version kept from the last message read is used only for the same text.
 #[test]
 fn each_message_is_read_with_its_own_version() {

@@ -209,6 +209,23 @@ impl Service {
                 reason: "no callback is registered; add one with Service::on".into(),
             });
         }
+        // Checked before anything is declared: a wait queue's name is the longest, and only
+        // its declaration would fail otherwise, after the service queue's.
+        let specs = topology.queue_specs();
+        if let Some(long) = specs
+            .iter()
+            .find(|spec| spec.name.len() > crate::message::SHORT_STRING_MAX)
+        {
+            return Err(ConsumeError::Config {
+                queue: topology.queue().to_owned(),
+                reason: format!(
+                    "its queue `{}` would be named with {} bytes, and AMQP allows at most 255: \
+                     use a shorter service name or namespace",
+                    long.name,
+                    long.name.len()
+                ),
+            });
+        }
         topology.declare().await?;
         let queue = topology.queue().to_owned();
         let subscription = subscriptions::subscribe(&topology, self.prefetch).await?;

@@ -1,16 +1,21 @@
 //! [alarm-publish] A memory alarm while publishing (`set_vm_memory_high_watermark
-//! 0.0000001`, later `0.4`): the broker blocks publishing connections, so publishes must fail
-//! within the confirm timeout instead of hanging; after the alarm clears, publishing works
-//! again, and every confirmed message is handled.
+//! 0.0000001`, later `0.4`), and [alarm-disk-publish] a disk alarm (`set_disk_free_limit
+//! 1000000GB`, later `50MB`): the broker blocks publishing connections, so publishes must
+//! fail with `Timeout` within the confirm timeout instead of hanging; after the alarm
+//! clears, publishing works again, and every confirmed message is handled.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use event_manager_examples::Order;
 
+use event_manager::PublishError;
+
+use crate::broker::Alarm;
 use crate::report::{Ctx, Report, Res, Tally, secs};
 use crate::scope::{
-    Attempt, CONFIRM_TIMEOUT, PUBLISH_SLACK, Paced, Scope, kinds, record, stop_service,
+    Attempt, CONFIRM_TIMEOUT, PUBLISH_SLACK, Paced, Scope, Sent, kinds, only_promised_failures,
+    record, stop_service,
 };
 
 const PERIOD: Duration = Duration::from_millis(20);
@@ -18,7 +23,7 @@ const BEFORE: Duration = Duration::from_secs(3);
 const ALARM: Duration = Duration::from_secs(10);
 const AFTER: Duration = Duration::from_secs(4);
 
-pub async fn run(scope: Arc<Scope>) -> Res<Report> {
+pub async fn run(scope: Arc<Scope>, alarm: Alarm) -> Res<Report> {
     let tally = Tally::default();
     let consumer = scope.bus().await?;
     let publisher = scope.bus().await?;
@@ -30,10 +35,10 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     let publishing = Paced::start(&scope, &tally, &publisher, PERIOD, limit);
     tokio::time::sleep(BEFORE).await;
     let raised_at = scope.elapsed();
-    let raised = scope.broker.raise_memory_alarm().await;
+    let raised = scope.broker.raise_alarm(alarm).await;
     let active_at = scope.elapsed();
     tokio::time::sleep(ALARM).await;
-    let cleared = scope.broker.clear_memory_alarm().await;
+    let cleared = scope.broker.clear_alarm(alarm).await;
     let cleared_at = scope.elapsed();
     tokio::time::sleep(AFTER).await;
     let attempts = publishing.finish().await?;
@@ -43,6 +48,7 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     let mut report = Report::new(&tally, stuck);
     report
         .fact("faults", 1)
+        .fact("alarm", alarm.name())
         .fact("alarm_s", secs(cleared_at - active_at));
     judge(&mut report, &attempts, raised_at, cleared_at);
     for result in [raised, cleared, stopped] {
@@ -75,6 +81,17 @@ fn judge(report: &mut Report, attempts: &[Attempt], raised_at: Duration, cleared
             secs(slowest)
         ));
     }
+    // The alarm blocked publishing: publishes made during it fail, and with `Timeout` only.
+    let timed_out = |a: &&Attempt| matches!(a.sent, Sent::Failed(PublishError::Timeout { .. }));
+    if !during.iter().any(timed_out) {
+        report.problem(format!(
+            "no publish made during the alarm timed out: the alarm did not block publishing ({})",
+            kinds(during.iter().copied())
+        ));
+    }
+    only_promised_failures(report, attempts, "Timeout", |e| {
+        matches!(e, PublishError::Timeout { .. })
+    });
     if after.is_empty() || after.iter().any(|a| !a.confirmed()) {
         report.problem(format!(
             "publishing did not work after the alarm cleared: {}",

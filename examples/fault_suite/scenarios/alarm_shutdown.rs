@@ -77,12 +77,17 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     if held_by_child == 0 {
         report.problem("the first instance held no message when it was signalled: the alarm did not catch it mid-work");
     }
-    if exit.is_none() {
-        report.problem(format!(
+    match exit {
+        None => report.problem(format!(
             "the first instance did not exit within its grace period ({GRACE:?}) + 5 s of SIGTERM during the alarm (killed): {}",
             first.tail()
-        ));
-    }
+        )),
+        Some(status) if !status.success() => report.problem(format!(
+            "the first instance exited with {status} on SIGTERM during the alarm, not 0: {}",
+            first.tail()
+        )),
+        Some(_) => &mut report,
+    };
     if !second_exit.is_some_and(|s| s.success()) {
         report.problem(format!(
             "the second instance did not exit cleanly on SIGTERM ({second_exit:?}): {}",

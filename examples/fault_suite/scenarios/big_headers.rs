@@ -181,12 +181,11 @@ fn judge(report: &mut Report, tally: &Tally, cases: &[Case], attempts: &[Attempt
         ));
         let typed_refusal = matches!(
             &attempt.sent,
-            Sent::Failed(e) if !matches!(e, PublishError::Connection { .. })
-                && crate::scope::variant(e) != "Timeout"
+            Sent::Failed(PublishError::HeadersTooLarge { .. })
         );
         if !case.fits() && !typed_refusal {
             report.problem(format!(
-                "{} ({} B of headers, too large for one frame) was not refused with a typed error at publish: {publish}",
+                "{} ({} B of headers, too large for one frame) was not refused with `HeadersTooLarge` at publish: {publish}",
                 case.id, case.pad
             ));
         }

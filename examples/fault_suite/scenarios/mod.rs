@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::broker::Alarm;
 use crate::report::{Report, Res};
 use crate::scope::Scope;
 
@@ -86,7 +87,13 @@ pub fn all() -> Vec<Scenario> {
             "alarm-publish",
             "a memory alarm while publishing",
             150,
-            |s| Box::pin(alarm_publish::run(s)),
+            |s| Box::pin(alarm_publish::run(s, Alarm::Memory)),
+        ),
+        scenario(
+            "alarm-disk-publish",
+            "a disk alarm while publishing",
+            150,
+            |s| Box::pin(alarm_publish::run(s, Alarm::Disk)),
         ),
         scenario(
             "alarm-shutdown",

@@ -85,6 +85,15 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
             "the service had dead-lettered everything before the last fault: the faults did not hit the work",
         );
     }
+    // A publish interrupted by a close is re-sent on the new connection: every one is
+    // confirmed in the end.
+    let unconfirmed = attempts.iter().filter(|a| !a.confirmed()).count();
+    if unconfirmed > 0 {
+        report.problem(format!(
+            "{unconfirmed} publish(es) were not confirmed across the closes ({})",
+            kinds(&attempts)
+        ));
+    }
     if let Err(e) = stopped {
         report.problem(e);
     }

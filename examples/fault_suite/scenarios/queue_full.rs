@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_manager::transport::QueueKind;
-use event_manager::{Bus, Delivery, HandlerError, RetryPolicy, Service};
+use event_manager::{Bus, Delivery, HandlerError, PublishError, RetryPolicy, Service};
 use event_manager_examples::Order;
 
 use crate::broker::{self, exact_pattern};
 use crate::report::{Ctx, Ids, Report, Res, Tally, secs};
 use crate::scope::{
-    Attempt, CONFIRM_TIMEOUT, Drain, PUBLISH_SLACK, Paced, Scope, Sent, kinds, stop_service,
+    Attempt, CONFIRM_TIMEOUT, Drain, PUBLISH_SLACK, Paced, Scope, Sent, kinds,
+    only_promised_failures, stop_service,
 };
 
 const MAX_LENGTH: u64 = 50;
@@ -119,6 +120,10 @@ fn judge(report: &mut Report, attempts: &[Attempt], parked: u64) {
     if refused == 0 {
         report.problem("the length limit never refused a publish: the queue was never full");
     }
+    // A refusal the re-sends did not get past is `Nacked`, nothing else.
+    only_promised_failures(report, attempts, "Nacked", |e| {
+        matches!(e, PublishError::Nacked { .. })
+    });
     if slowest > CONFIRM_TIMEOUT + PUBLISH_SLACK {
         report.problem(format!(
             "a publish took {} s (confirm timeout {CONFIRM_TIMEOUT:?})",

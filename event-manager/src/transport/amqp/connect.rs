@@ -12,8 +12,16 @@ use super::nodes::Nodes;
 use crate::error::ConnectError;
 use crate::transport::{TlsOptions, urls};
 
-/// How long the first connection may take, retries included.
+/// How long a connection may take, retries included, with one or two nodes.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a connection to one of `nodes` may take: [`CONNECT_TIMEOUT`], and the time a
+/// node may take to accept for each node past the second, so that every node of a long
+/// list is tried when the first ones do not answer.
+fn connect_limit(nodes: usize) -> Duration {
+    let past_second = u32::try_from(nodes.saturating_sub(2)).unwrap_or(u32::MAX);
+    CONNECT_TIMEOUT.saturating_add(super::nodes::ATTEMPT_TIMEOUT.saturating_mul(past_second))
+}
 
 /// How a lost connection is re-established.
 ///
@@ -261,8 +269,24 @@ pub(super) async fn open(
         },
         properties,
     );
-    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+    let limit = connect_limit(nodes.len());
+    tokio::time::timeout(limit, connect)
         .await
-        .map_err(|_| fail(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|_| fail(format!("no answer within {limit:?}")))?
         .map_err(|e| fail(urls::scrub(&e.to_string(), list)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_of_a_long_list_gets_its_time_to_accept() {
+        assert_eq!(connect_limit(1), CONNECT_TIMEOUT);
+        assert_eq!(connect_limit(2), CONNECT_TIMEOUT);
+        // Four nodes that do not answer take 4 × 5 s before the last one is tried.
+        let attempt = super::super::nodes::ATTEMPT_TIMEOUT;
+        assert!(connect_limit(4) > attempt * 4);
+        assert_eq!(connect_limit(5), CONNECT_TIMEOUT + attempt * 3);
+    }
 }

@@ -242,6 +242,7 @@ impl AmqpTransport {
     where
         Fut: std::future::Future<Output = Result<T, lapin::Error>>,
     {
+        entity.check_names()?;
         self.ensure_alive(&entity)?;
         let deadline = self.options.confirm_timeout;
         let until = tokio::time::Instant::now() + deadline;
@@ -457,6 +458,7 @@ impl Transport for AmqpTransport {
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, ConsumeError> {
         let entity = Entity::Queue(queue.to_owned());
+        entity.check_names()?;
         self.ensure_alive(&entity)?;
         let deadline = self.options.confirm_timeout;
         let no_answer = || ConsumeError::Connection {

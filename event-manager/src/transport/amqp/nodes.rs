@@ -1,10 +1,10 @@
 //! The broker nodes a connection may use: the URLs of a cluster, and the order in which a
 //! connection and each reconnect try them.
 //!
-//! lapin reconnects through a connect function of ours, so a reconnect is not bound to the
-//! node that was lost: it starts with the node after the one the connection was on and tries
-//! each in turn, the lost node last. lapin then restores channels, topology and consumers on
-//! the node that answered.
+//! Every connection is opened through a connect function of ours, so a reconnect is not
+//! bound to the node that was lost: it starts with the node after the one the connection was
+//! on and tries each in turn, the lost node last. lapin's own recovery is not used: the
+//! transport's link opens the new connection, and its consumers and publisher take it up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use crate::error::ConnectError;
 use crate::transport::urls;
 
 /// How long one node may take to accept the TCP (and TLS) connection.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// No node connected yet: the first attempt starts at the first URL.
 const NONE: usize = usize::MAX;
 
@@ -71,6 +71,11 @@ impl Nodes {
     }
 
     /// The URL the connection authenticates with (user, password, vhost, settings).
+    /// How many nodes there are.
+    pub(super) fn len(&self) -> usize {
+        self.uris.len()
+    }
+
     pub(super) fn first(&self) -> AMQPUri {
         self.uris[0].clone()
     }

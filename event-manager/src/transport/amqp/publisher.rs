@@ -133,6 +133,7 @@ impl Publisher {
     /// Publishes `message` and returns once the broker confirmed it, or with the reason it
     /// did not, within the confirm timeout.
     pub(super) async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        message.check_short_strings()?;
         let deadline = Instant::now() + self.confirm_timeout;
         let (reply, answer) = oneshot::channel();
         let exchange = message.exchange.clone();

@@ -189,6 +189,7 @@ impl InMemoryBroker {
     /// its cooperative yield: for a caller that yields itself (the bus), without the boxed
     /// future of the trait method.
     pub(crate) fn publish_now(&self, message: Message) -> Result<(), PublishError> {
+        message.check_short_strings()?;
         match route(&self.inner, message)? {
             Some(unrouted) => Err(PublishError::Unroutable {
                 exchange: unrouted.exchange.into_owned(),
@@ -415,6 +416,7 @@ impl QueueState {
 #[async_trait]
 impl Transport for InMemoryBroker {
     async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
+        exchange_entity(name).check_names()?;
         let mut state = lock(&self.inner.state);
         match state.exchanges.get(name) {
             Some(existing) if existing.durable != durable => Err(TopologyError::Mismatch {
@@ -433,6 +435,7 @@ impl Transport for InMemoryBroker {
     }
 
     async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), TopologyError> {
+        queue_entity(&spec.name).check_names()?;
         let mut state = lock(&self.inner.state);
         if let Some(existing) = state.queues.get(&spec.name) {
             return match spec.difference(&existing.spec) {
