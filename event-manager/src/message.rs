@@ -37,6 +37,9 @@ impl Message {
     /// is longer than [`SHORT_STRING_MAX`]: every transport refuses such a message alike.
     #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn check_short_strings(&self) -> Result<(), crate::PublishError> {
+        if self.short_strings_fit() {
+            return Ok(());
+        }
         match self.over_long_field() {
             None => Ok(()),
             Some((field, len)) => Err(crate::PublishError::TooLong {
@@ -46,6 +49,33 @@ impl Message {
                 len,
             }),
         }
+    }
+
+    /// Whether every short string of the message fits: the test of every publish, kept to
+    /// length comparisons (which one is too long is looked for only when one is).
+    #[inline]
+    fn short_strings_fit(&self) -> bool {
+        let p = &self.properties;
+        let len = |text: Option<&str>| text.map_or(0, str::len);
+        let longest = [
+            self.exchange.len(),
+            self.routing_key.len(),
+            len(p.message_id.as_deref()),
+            len(p.correlation_id.as_deref()),
+            len(p.content_type.as_deref()),
+            len(p.content_encoding.as_deref()),
+            len(p.kind.as_deref()),
+            len(p.app_id.as_deref()),
+            len(p.expiration.as_deref()),
+            len(p.reply_to.as_deref()),
+        ]
+        .into_iter()
+        .fold(0, usize::max);
+        longest <= SHORT_STRING_MAX
+            && p.headers.0.iter().all(|(name, value)| {
+                name.len() <= SHORT_STRING_MAX
+                    && !matches!(value, HeaderValue::Table(_) | HeaderValue::Array(_))
+            })
     }
 
     /// The first of the message's short strings longer than [`SHORT_STRING_MAX`]: what it
@@ -351,5 +381,92 @@ impl Headers {
     /// Whether there are no headers.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PublishError;
+
+    fn message_with(name: &str, value: HeaderValue) -> Message {
+        let mut message = Message {
+            exchange: Cow::Borrowed("x"),
+            routing_key: Cow::Borrowed("a.v1.b"),
+            body: Bytes::new(),
+            properties: Properties::default(),
+        };
+        message.properties.headers.insert(name.to_owned(), value);
+        message
+    }
+
+    fn too_long(message: &Message) -> Option<(String, usize)> {
+        match message.check_short_strings() {
+            Ok(()) => None,
+            Err(PublishError::TooLong { field, len, .. }) => Some((field, len)),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_nested_in_tables_and_arrays_are_short_strings_too() {
+        let long = "n".repeat(SHORT_STRING_MAX + 1);
+        let fits = "n".repeat(SHORT_STRING_MAX);
+        let nested = |name: &str| {
+            HeaderValue::Array(vec![
+                HeaderValue::Int(1),
+                HeaderValue::Table(vec![(
+                    "outer".to_owned(),
+                    HeaderValue::Table(vec![(name.to_owned(), HeaderValue::Void)]),
+                )]),
+            ])
+        };
+        let (field, len) = too_long(&message_with("h", nested(&long))).unwrap();
+        assert!(field.starts_with("header name `nnn"), "{field}");
+        assert_eq!(len, SHORT_STRING_MAX + 1);
+        assert_eq!(too_long(&message_with("h", nested(&fits))), None);
+        assert_eq!(
+            too_long(&message_with(&long, HeaderValue::Int(1))).map(|(_, len)| len),
+            Some(SHORT_STRING_MAX + 1)
+        );
+        // A long value is not a name: header values are long strings in AMQP.
+        assert_eq!(
+            too_long(&message_with("h", HeaderValue::from(long.clone()))),
+            None
+        );
+    }
+
+    #[test]
+    fn every_text_property_is_checked() {
+        let long = "p".repeat(SHORT_STRING_MAX + 1);
+        type Set = fn(&mut Message, String);
+        let setters: [(&str, Set); 10] = [
+            ("exchange", |m, t| m.exchange = t.into()),
+            ("routing key", |m, t| m.routing_key = t.into()),
+            ("message id", |m, t| m.properties.message_id = Some(t)),
+            ("correlation id", |m, t| {
+                m.properties.correlation_id = Some(t)
+            }),
+            ("content type", |m, t| {
+                m.properties.content_type = Some(t.into())
+            }),
+            ("content encoding", |m, t| {
+                m.properties.content_encoding = Some(t)
+            }),
+            ("type", |m, t| m.properties.kind = Some(t.into())),
+            ("app id", |m, t| m.properties.app_id = Some(t.into())),
+            ("expiration", |m, t| m.properties.expiration = Some(t)),
+            ("reply-to", |m, t| m.properties.reply_to = Some(t)),
+        ];
+        for (name, set) in setters {
+            let mut message = message_with("h", HeaderValue::Int(1));
+            assert_eq!(too_long(&message), None);
+            set(&mut message, long.clone());
+            assert_eq!(
+                too_long(&message),
+                Some((name.to_owned(), SHORT_STRING_MAX + 1)),
+                "{name}"
+            );
+        }
     }
 }

@@ -294,6 +294,28 @@ pub async fn over_long_names_and_ids_are_refused_alike(env: &Env) {
         "{declared:?}"
     );
 
+    // A header name nested in a table is a short string too.
+    let mut message = event_manager::message::Message {
+        exchange: "".into(),
+        routing_key: queue.clone().into(),
+        body: Vec::from(&b"{}"[..]).into(),
+        properties: Default::default(),
+    };
+    message.properties.headers.insert(
+        "outer",
+        event_manager::message::HeaderValue::Array(vec![
+            event_manager::message::HeaderValue::Table(vec![(
+                "n".repeat(256),
+                event_manager::message::HeaderValue::Int(1),
+            )]),
+        ]),
+    );
+    let nested = env.transport().publish(message).await;
+    assert!(
+        matches!(&nested, Err(PublishError::TooLong { field, len: 256, .. }) if field.starts_with("header name `nnn")),
+        "{nested:?}"
+    );
+
     // The transport refuses such a name itself.
     let name = "q".repeat(256);
     let refused = env
