@@ -272,10 +272,11 @@ impl Service {
 
 /// Pulls deliveries and handles up to `concurrency` of them at once. The callbacks run as
 /// futures of this task (no task per message): cheap, and a panic is caught per message. The
-/// periodic topology refresh runs here too, beside the deliveries, never blocking them.
+/// periodic topology refresh runs here too, beside the deliveries, never blocking them; so do
+/// the cancel of a subscription that ended by itself and the attempts to consume anew.
 async fn consume_loop(
     shared: Arc<Shared>,
-    mut subscription: Box<dyn Subscription>,
+    subscription: Box<dyn Subscription>,
     mut stop: watch::Receiver<bool>,
     closing: watch::Sender<bool>,
     limits: Limits,
@@ -283,6 +284,12 @@ async fn consume_loop(
     let mut in_flight = FuturesUnordered::new();
     let mut spare = None;
     let mut check: Option<BoxFuture<'static, ()>> = None;
+    // `None` while consuming anew (`resubscribing`).
+    let mut subscription = Some(subscription);
+    let mut resubscribing: Option<BoxFuture<'static, Result<Box<dyn Subscription>, String>>> = None;
+    // Ended subscriptions being cancelled, then kept: deliveries in flight still settle on
+    // their channels.
+    let mut cancelling = FuturesUnordered::new();
     let mut retired: Vec<Box<dyn Subscription>> = Vec::new();
     let mut failure = None;
     let mut ticker = refresh_ticker(limits.topology_refresh);
@@ -299,6 +306,25 @@ async fn consume_loop(
                 biased;
                 _ = &mut stopped => break false,
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                Some(old) = cancelling.next(), if !cancelling.is_empty() => {
+                    retired.push(old);
+                    continue;
+                }
+                fresh = async { resubscribing.as_mut().expect("guarded by is_some").await },
+                    if resubscribing.is_some() => {
+                    resubscribing = None;
+                    match fresh {
+                        Ok(fresh) => {
+                            shared.status.set_consuming(true);
+                            subscription = Some(fresh);
+                            continue;
+                        }
+                        Err(reason) => {
+                            failure = Some(reason);
+                            break true;
+                        }
+                    }
+                }
                 () = async { check.as_mut().expect("guarded by is_some").await }, if check.is_some() => {
                     check = None;
                     continue;
@@ -307,8 +333,10 @@ async fn consume_loop(
                     check = Some(topology_refresh(shared.clone()));
                     continue;
                 }
-                ended = std::future::poll_fn(|cx| take_batch(subscription.as_mut(), cx, &mut batch, room)),
-                    if room > 0 => ended,
+                ended = std::future::poll_fn(|cx| {
+                    let current = subscription.as_deref_mut().expect("guarded by is_some");
+                    take_batch(current, cx, &mut batch, room)
+                }), if room > 0 && subscription.is_some() => ended,
             };
             for incoming in batch.drain(..) {
                 // Most callbacks finish without waiting: run the message to its first pause
@@ -327,31 +355,34 @@ async fn consume_loop(
                     spare = Some(message);
                 }
             }
-            if ended {
-                // The broker cancelled the consumer (its queue was deleted) or the connection
-                // is given up: declare the topology again and consume anew, or fail the run.
+            if ended && let Some(old) = subscription.take() {
+                // The broker cancelled a consumer (its queue was deleted) or the connection
+                // is given up: cancel what is left of the subscription (the consumer of the
+                // other queue would go on taking messages nobody reads), declare the
+                // topology again and consume anew, or fail the run.
                 shared.status.set_consuming(false);
-                match resubscribe(&shared, subscription.end_reason(), limits.prefetch).await {
-                    Ok(fresh) => {
-                        shared.status.set_consuming(true);
-                        // Deliveries in flight still settle on the old one's channel.
-                        retired.push(std::mem::replace(&mut subscription, fresh));
-                    }
-                    Err(reason) => {
-                        failure = Some(reason);
-                        break true;
-                    }
-                }
+                let reason = old.end_reason();
+                cancelling.push(cancel_ended(old));
+                resubscribing = Some(Box::pin(resubscribe(
+                    shared.clone(),
+                    reason,
+                    limits.prefetch,
+                )));
             }
         }
     };
     drop(check);
+    drop(resubscribing);
     shared.status.set_consuming(false);
     if let Some(reason) = &failure {
         shared.status.error(reason.clone());
     }
     let _ = closing.send(true);
-    wind_down(&shared, subscription, in_flight, retired, limits.grace).await;
+    let ended_ones = Retired {
+        cancelling,
+        retired,
+    };
+    wind_down(&shared, subscription, in_flight, ended_ones, limits.grace).await;
     if ended && !*stop.borrow() {
         return Err(ConsumeError::Connection {
             queue: shared.topology.queue().to_owned(),
@@ -362,6 +393,30 @@ async fn consume_loop(
         });
     }
     Ok(())
+}
+
+/// The subscriptions that ended by themselves: kept while deliveries taken from them are in
+/// flight, since those settle on their channels.
+struct Retired {
+    /// Being cancelled ([`cancel_ended`]).
+    cancelling: FuturesUnordered<BoxFuture<'static, Box<dyn Subscription>>>,
+    /// Cancelled.
+    retired: Vec<Box<dyn Subscription>>,
+}
+
+/// Cancels a subscription that ended by itself (what is left of it: the consumer of the
+/// other queue), within [`CANCEL_TIMEOUT`], and hands it back to be kept while deliveries
+/// taken from it are in flight.
+fn cancel_ended(mut old: Box<dyn Subscription>) -> BoxFuture<'static, Box<dyn Subscription>> {
+    Box::pin(async move {
+        if tokio::time::timeout(CANCEL_TIMEOUT, old.cancel())
+            .await
+            .is_err()
+        {
+            tracing::warn!("cancelling an ended subscription got no answer in time");
+        }
+        old
+    })
 }
 
 /// Takes the deliveries ready now, at most `room` of them, into `batch`: the consume loop
@@ -392,7 +447,7 @@ fn take_batch(
 /// After the subscription ended by itself: declares the topology again and subscribes anew,
 /// a few times a second apart, or says why it cannot.
 async fn resubscribe(
-    shared: &Shared,
+    shared: Arc<Shared>,
     ended: Option<String>,
     prefetch: u16,
 ) -> Result<Box<dyn Subscription>, String> {
@@ -437,29 +492,37 @@ fn refresh_ticker(every: Duration) -> tokio::time::Interval {
 /// Cancels the subscription and lets the running messages finish, both within `grace`: the
 /// cancel has its own, shorter deadline ([`CANCEL_TIMEOUT`]) and the messages keep running
 /// meanwhile. What is unfinished at the end is dropped unsettled, with the subscriptions: the
-/// broker delivers it again.
+/// broker delivers it again. The subscriptions that ended earlier finish their cancels
+/// meanwhile, and are closed last.
 async fn wind_down<F: std::future::Future<Output = ()>>(
     shared: &Shared,
-    mut subscription: Box<dyn Subscription>,
+    subscription: Option<Box<dyn Subscription>>,
     mut in_flight: FuturesUnordered<F>,
-    retired: Vec<Box<dyn Subscription>>,
+    mut ended: Retired,
     grace: Duration,
 ) {
     let queue = shared.topology.queue();
     let deadline = Instant::now() + grace;
+    let cancel_deadline = Instant::now() + grace.min(CANCEL_TIMEOUT);
     let cancel = async {
-        let cancel_deadline = Instant::now() + grace.min(CANCEL_TIMEOUT);
+        let mut subscription = subscription?;
         if tokio::time::timeout_at(cancel_deadline, subscription.cancel())
             .await
             .is_err()
         {
             tracing::warn!(%queue, "the broker did not confirm the cancel in time; closing the subscription");
         }
+        Some(subscription)
     };
     let drain = tokio::time::timeout_at(deadline, async {
         while in_flight.next().await.is_some() {}
     });
-    let ((), drained) = tokio::join!(cancel, drain);
+    let cancelled = tokio::time::timeout_at(cancel_deadline, async {
+        while let Some(old) = ended.cancelling.next().await {
+            ended.retired.push(old);
+        }
+    });
+    let (subscription, drained, _) = tokio::join!(cancel, drain, cancelled);
     if drained.is_err() {
         tracing::warn!(
             %queue,
@@ -470,7 +533,7 @@ async fn wind_down<F: std::future::Future<Output = ()>>(
     // Unsettled deliveries go back to the queue when dropped with the subscription.
     drop(in_flight);
     drop(subscription);
-    drop(retired);
+    drop(ended);
 }
 
 /// One periodic re-declaration of the topology, with a deadline; a failure is logged only.

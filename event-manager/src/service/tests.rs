@@ -28,6 +28,8 @@ struct Faulty {
     refuse_dead_letters: Arc<AtomicU32>,
     /// How many deliveries subscriptions handed out.
     delivered: Arc<AtomicUsize>,
+    /// Whether queue declarations fail (a broker refusing them).
+    refuse_declares: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct FaultySubscription {
@@ -60,6 +62,12 @@ impl Transport for Faulty {
         self.broker.declare_exchange(name, durable).await
     }
     async fn declare_queue(&self, queue: &QueueSpec) -> Result<(), TopologyError> {
+        if self.refuse_declares.load(Ordering::SeqCst) {
+            return Err(TopologyError::Refused {
+                entity: crate::Entity::Queue(queue.name.clone()),
+                detail: "refused by the test".into(),
+            });
+        }
         self.broker.declare_queue(queue).await
     }
     async fn bind(
@@ -248,4 +256,66 @@ async fn no_more_callbacks_run_at_once_than_the_concurrency_when_many_are_ready(
     assert_eq!(most.load(Ordering::SeqCst), 3);
     running.shutdown().await.unwrap();
     assert_eq!(bus.transport().queue_len("limited").await.unwrap(), 0);
+}
+
+/// After one of a service's two subscriptions ended (its retry queue was deleted), the other
+/// one must not keep taking messages that nobody reads: every message published afterwards
+/// is handled. The consumer of the ended half used to stay registered on the service queue,
+/// taking its share of the deliveries up to the prefetch, unread until shutdown.
+#[tokio::test(start_paused = true)]
+async fn the_live_half_of_an_ended_subscription_keeps_no_messages() {
+    let faulty = Faulty::default();
+    let bus = Bus::with_transport(faulty.clone());
+    let mut service = bus.service("half");
+    service.prefetch(10);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let count = handled.clone();
+    service.on(PING, move |_: Probe, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async { Ok(()) }
+    });
+    let running = service.start().await.unwrap();
+    faulty.broker.delete_queue("half.retried").await.unwrap();
+    wait_for("the retry queue declared again", async || {
+        faulty.broker.queue_len("half.retried").await.is_ok()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in 0..40 {
+        bus.publish(PING, &Probe { id }).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handled.load(Ordering::SeqCst) < 40 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        40,
+        "messages held by the consumer of the ended subscription"
+    );
+    running.shutdown().await.unwrap();
+}
+
+/// Consuming anew after a subscription ended must not hold up the service: a shutdown
+/// meanwhile ends within its grace period. It used to wait for the five attempts to consume
+/// anew (a second apart) to fail.
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_consuming_anew() {
+    let faulty = Faulty::default();
+    let bus = Bus::with_transport(faulty.clone());
+    let mut service = bus.service("anew");
+    service.shutdown_grace(Duration::from_millis(300));
+    service.on(PING, |_: Probe, _| async { Ok(()) });
+    let running = service.start().await.unwrap();
+    faulty.refuse_declares.store(true, Ordering::SeqCst);
+    faulty.broker.delete_queue("anew.retried").await.unwrap();
+    // The service is now trying to consume anew, and failing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .expect("shutdown hangs");
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
+    assert!(stopped.is_ok(), "{stopped:?}");
 }

@@ -242,6 +242,22 @@ impl AmqpSubscription {
         })
     }
 
+    /// After the broker confirmed the cancel: puts back in the queue the deliveries that
+    /// reached the client but were never returned by `poll_next` (all of them arrived before
+    /// the `cancel-ok`), so that a subscription kept open for the settlements of its earlier
+    /// deliveries holds none that nobody reads.
+    fn requeue_held(&mut self) {
+        let mut waker = Context::from_waker(std::task::Waker::noop());
+        while let Poll::Ready(Some(Ok(delivery))) =
+            Pin::new(&mut self.consumer).poll_next(&mut waker)
+        {
+            let ticket = self.acks.register(delivery.delivery_tag, &delivery.acker);
+            if let Err(error) = ticket.reject(true) {
+                tracing::debug!(queue = %self.queue, %error, "handing back a held delivery failed; it goes back when the channel closes");
+            }
+        }
+    }
+
     fn end(&mut self, reason: String) -> Poll<Option<Incoming>> {
         tracing::error!(%reason, "subscription ended");
         self.ended = Some(reason);
@@ -315,7 +331,7 @@ impl Subscription for AmqpSubscription {
                 .channel
                 .basic_cancel(tag, BasicCancelOptions::default());
             match tokio::time::timeout(CANCEL_TIMEOUT, cancel).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => self.requeue_held(),
                 Ok(Err(e)) => tracing::debug!(error = %e, "basic.cancel failed"),
                 Err(_) => tracing::warn!(
                     "basic.cancel got no answer within {CANCEL_TIMEOUT:?} (blocked connection?); \
