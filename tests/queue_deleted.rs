@@ -27,7 +27,7 @@ fn recording_billing(env: &Env) -> (event_manager::Service, Records<u64>) {
 }
 
 async fn service_queue_deleted_from_outside_is_declared_again(env: Env) {
-    let (mut billing, mut seen) = recording_billing(&env);
+    let (billing, mut seen) = recording_billing(&env);
     let queue = env.bus.topology().queue_name(billing.queue());
     let running = billing.start().await.unwrap();
     Order::sample(1).submit(&env.bus).await.unwrap();
