@@ -27,9 +27,24 @@ fn readdressed(message: &Message, queue: &str, attempts: u32) -> Message {
     copy
 }
 
-/// The message to park in a retry wait queue after `attempts` failed attempts.
+/// The headers a dead letter is given ([`to_dead_letter`]), which a retry or a replay does
+/// not carry.
+const DEAD_LETTER_HEADERS: [&str; 4] = [
+    DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_KIND_HEADER,
+    FAILED_AT_HEADER,
+    SERVICE_HEADER,
+];
+
+/// The message to park in a retry wait queue after `attempts` failed attempts. Dead-letter
+/// headers it arrived with (a replayed dead letter has none; a foreign message might) are
+/// not kept: a retry is no dead letter.
 pub(crate) fn to_retry(message: &Message, wait_queue: &str, attempts: u32) -> Message {
-    readdressed(message, wait_queue, attempts)
+    let mut copy = readdressed(message, wait_queue, attempts);
+    for name in DEAD_LETTER_HEADERS {
+        remove_ours(&mut copy.properties.headers, name);
+    }
+    copy
 }
 
 /// Why a message was dead-lettered, as carried in its [`DEAD_LETTER_KIND_HEADER`]; the text
@@ -167,14 +182,17 @@ pub(super) fn cut(text: &str, max: usize) -> &str {
 }
 
 /// The headers a forward writes itself, each of bounded size, which it never leaves out:
-/// the reason (cut to [`MAX_REASON_BYTES`]) and what identifies the failure.
-const FORWARD_HEADERS: [&str; 6] = [
+/// the reason (cut to [`MAX_REASON_BYTES`]) and what identifies the failure. A retry has
+/// none of them but the attempts (copies it arrived with are removed, [`to_retry`]); a dead
+/// letter has its own values of them in place of any it arrived with. The list of headers
+/// left out ([`DROPPED_HEADERS_HEADER`]) is not among them: one a message arrived with can
+/// be left out too, and the new list then names it.
+const FORWARD_HEADERS: [&str; 5] = [
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_KIND_HEADER,
     FAILED_AT_HEADER,
     SERVICE_HEADER,
     ATTEMPTS_HEADER,
-    DROPPED_HEADERS_HEADER,
 ];
 
 /// Makes a forwarded `message` (a retry or dead letter) `excess` bytes smaller by leaving out
@@ -223,12 +241,7 @@ pub(crate) fn shrink_headers(message: &mut Message, excess: usize) -> bool {
 pub(crate) fn to_replay(dead_letter: &Message, service_queue: &str) -> Message {
     let mut copy = readdressed(dead_letter, service_queue, 0);
     let headers = &mut copy.properties.headers;
-    for name in [
-        DEAD_LETTER_REASON_HEADER,
-        DEAD_LETTER_KIND_HEADER,
-        FAILED_AT_HEADER,
-        SERVICE_HEADER,
-    ] {
+    for name in DEAD_LETTER_HEADERS {
         remove_ours(headers, name);
     }
     if let Some(HeaderValue::Str(expiration)) = remove_ours(headers, ORIGINAL_EXPIRATION_HEADER) {
@@ -413,6 +426,43 @@ mod tests {
             Some(5)
         );
         assert_eq!(h.get_str(SERVICE_HEADER), Some("billing"));
+    }
+
+    /// The headers a forward writes are kept because they are small; copies of them that a
+    /// foreign message arrived with are not what the forward wrote, and can be huge. A retry
+    /// (which writes none of the dead-letter headers) used to keep them and could never be
+    /// made small enough: held and delivered again for ever.
+    #[test]
+    fn huge_copies_of_forward_headers_that_arrived_with_a_message_can_be_left_out() {
+        let mut m = bare("order.v1.submit");
+        m.properties
+            .headers
+            .insert(DEAD_LETTER_REASON_HEADER, "r".repeat(120_000));
+        m.properties
+            .headers
+            .insert(FAILED_AT_HEADER, "f".repeat(120_000));
+        let mut retry = to_retry(&m, "billing.wait.1s", 1);
+        let h = &retry.properties.headers;
+        assert!(h.get(DEAD_LETTER_REASON_HEADER).is_none());
+        assert!(h.get(FAILED_AT_HEADER).is_none());
+        assert!(retry.properties.headers.iter().all(|(_, v)| v.encoded_len() < 100));
+
+        let mut m = bare("order.v1.submit");
+        m.properties
+            .headers
+            .insert(DROPPED_HEADERS_HEADER, "d".repeat(120_000));
+        let mut dead = to_dead_letter(
+            &m,
+            "billing.dlq",
+            "billing",
+            5,
+            DeadLetterKind::HandlerFailed,
+            "boom",
+        );
+        assert!(shrink_headers(&mut dead, 100_000));
+        let h = &dead.properties.headers;
+        assert_eq!(h.get_str(DROPPED_HEADERS_HEADER), Some(DROPPED_HEADERS_HEADER));
+        assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
     }
 
     #[test]
