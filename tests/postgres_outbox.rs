@@ -242,3 +242,56 @@ async fn an_unroutable_row_stays_pending_until_a_queue_is_bound() {
     billing.shutdown().await.unwrap();
     db.drop().await;
 }
+
+/// Two callbacks of one service for one event, sharing an inbox as the docs suggest: each
+/// runs once per message. They used to share the message's inbox record, so the second to
+/// get there found it taken (a duplicate) and never ran; and when the first failed, the
+/// retry skipped it as handled by the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_callbacks_sharing_an_inbox_each_run_once() {
+    let db = Db::new("twocb").await;
+    let bus = Bus::in_memory();
+    let inbox = Inbox::new(db.store.clone());
+    let mut billing = bus.service("inbox_billing_two");
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    billing.retry(RetryPolicy::new(5, vec![Duration::from_millis(20)]));
+    for name in ["charge", "audit"] {
+        let insert = format!(
+            "insert into {}.charges (order_id, message_id) values ($1, $2)",
+            db.schema
+        );
+        billing.on_tx(&inbox, Order::SUBMIT, move |order: Order, ctx, tx| {
+            let insert = insert.clone();
+            Box::pin(async move {
+                sqlx::query(&insert)
+                    .bind(i64::try_from(order.id)?)
+                    .bind(name)
+                    .execute(&mut **tx)
+                    .await?;
+                // The charge fails its first attempt of every even order.
+                if name == "charge" && order.id.is_multiple_of(2) && ctx.attempt() == 1 {
+                    return Err(HandlerError::retry("the first attempt fails"));
+                }
+                Ok(())
+            })
+        });
+    }
+    let running = billing.start().await.unwrap();
+    for id in 1..=20 {
+        Order::sample(id).submit(&bus).await.unwrap();
+    }
+    wait_for("40 rows", async || {
+        db.scalar("select count(*) from $schema.charges").await >= 40
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.shutdown().await.unwrap();
+    for name in ["charge", "audit"] {
+        let query = format!(
+            "select count(distinct order_id) * 1000 + count(*) from $schema.charges \
+             where message_id = '{name}'"
+        );
+        assert_eq!(db.scalar(&query).await, 20 * 1000 + 20, "{name}");
+    }
+    db.drop().await;
+}

@@ -441,11 +441,17 @@ mod tests {
         m.properties
             .headers
             .insert(FAILED_AT_HEADER, "f".repeat(120_000));
-        let mut retry = to_retry(&m, "billing.wait.1s", 1);
+        let retry = to_retry(&m, "billing.wait.1s", 1);
         let h = &retry.properties.headers;
         assert!(h.get(DEAD_LETTER_REASON_HEADER).is_none());
         assert!(h.get(FAILED_AT_HEADER).is_none());
-        assert!(retry.properties.headers.iter().all(|(_, v)| v.encoded_len() < 100));
+        assert!(
+            retry
+                .properties
+                .headers
+                .iter()
+                .all(|(_, v)| v.encoded_len() < 100)
+        );
 
         let mut m = bare("order.v1.submit");
         m.properties
@@ -461,7 +467,10 @@ mod tests {
         );
         assert!(shrink_headers(&mut dead, 100_000));
         let h = &dead.properties.headers;
-        assert_eq!(h.get_str(DROPPED_HEADERS_HEADER), Some(DROPPED_HEADERS_HEADER));
+        assert_eq!(
+            h.get_str(DROPPED_HEADERS_HEADER),
+            Some(DROPPED_HEADERS_HEADER)
+        );
         assert_eq!(h.get_str(DEAD_LETTER_REASON_HEADER), Some("boom"));
     }
 

@@ -26,7 +26,8 @@ pub trait InboxStore: Send + Sync + 'static {
     async fn begin(&self) -> Result<Self::Tx, StoreError>;
 
     /// Records `key` as handled by `queue` in `tx`; `false` when it was recorded before (a
-    /// duplicate). Waits for, or fails on, another open transaction recording the same key.
+    /// duplicate). `queue` is the service's queue name, followed by `#2`, `#3` … for its
+    /// second, third … [`Service::on_tx`] callback. Waits for, or fails on, another open transaction recording the same key.
     async fn mark_handled(
         &self,
         tx: &mut Self::Tx,
@@ -178,7 +179,9 @@ impl Service {
     /// `Ok`; a message recorded before is acknowledged without running it; when it fails,
     /// nothing commits and the retry runs it again.
     ///
-    /// Messages are keyed by their message id, or, without one, by [`dedup_key`].
+    /// Messages are keyed by their message id, or, without one, by [`dedup_key`], and by the
+    /// service's queue name, followed by `#2`, `#3` … for its second, third … `on_tx`
+    /// callback: callbacks that run for the same message each run once.
     ///
     /// ```standalone_crate
     /// use event_manager::outbox::{Inbox, MemoryStore};
@@ -216,7 +219,14 @@ impl Service {
     {
         let callback: TxCallback<T, S::Tx> = Arc::new(callback);
         let inbox = inbox.clone();
-        let queue: Arc<str> = self.bus.queue_name(&self.queue).into();
+        let queue = self.bus.queue_name(&self.queue);
+        // Callbacks that run for the same message must not share its record: the second
+        // would find it taken and never run.
+        self.tx_callbacks += 1;
+        let queue: Arc<str> = match self.tx_callbacks {
+            1 => queue.into(),
+            n => format!("{queue}#{n}").into(),
+        };
         self.on(event, move |payload: T, delivery| {
             let (inbox, queue, callback) = (inbox.clone(), queue.clone(), callback.clone());
             async move { inbox.handle(&queue, payload, delivery, &callback).await }

@@ -128,6 +128,9 @@ pub struct Service {
     pub(crate) delivery_limit: u32,
     pub(crate) shutdown_grace: Duration,
     pub(crate) topology_refresh: Duration,
+    /// How many callbacks [`Service::on_tx`] registered: each records the messages it
+    /// handled under a name of its own.
+    pub(crate) tx_callbacks: usize,
 }
 
 impl std::fmt::Debug for Service {
@@ -160,6 +163,7 @@ impl Service {
             delivery_limit: DEFAULT_DELIVERY_LIMIT,
             shutdown_grace: Duration::from_secs(30),
             topology_refresh: Duration::from_secs(30),
+            tx_callbacks: 0,
         }
     }
 
