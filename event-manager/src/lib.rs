@@ -115,6 +115,12 @@ pub mod service;
 pub mod telemetry;
 #[cfg(test)]
 mod test_probe;
+
+/// The longest wait or period the crate keeps as given: a year. Longer ones (a timeout of
+/// `Duration::MAX`, say) are taken as a year, since a deadline that far ahead would overflow
+/// the clock.
+pub(crate) const LONGEST_WAIT: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 3600);
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "runtime")]

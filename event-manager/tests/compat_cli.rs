@@ -368,3 +368,24 @@ fn compat_dir_unreadable_input_exits_2() {
     assert_eq!(code, 2);
     assert!(stderr.contains("x-event-version"), "{stderr}");
 }
+
+/// A report that cannot be written (a full disk) is a failure, not a success with nothing
+/// written; a closed pipe (`| head`) is not.
+#[test]
+fn an_unwritable_stdout_is_a_failure() {
+    let dir = Scratch::new("full");
+    let old = dir.write_json("old.json", &order("1.2.0", true, false));
+    let new = dir.write_json("new.json", &order("1.3.0", true, true));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let output = Command::new(env!("CARGO_BIN_EXE_event-manager"))
+        .args([p("compat"), &old, &new])
+        .stdout(full)
+        .output()
+        .expect("run event-manager");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "stderr: {stderr}");
+    assert!(stderr.contains("writing the output failed"), "{stderr}");
+}

@@ -282,9 +282,10 @@ impl Service {
     }
 
     /// How long a shutdown may take in all (default 30 s): the cancel of the subscription and
-    /// the running callbacks share it (see [Shutdown](crate::service#shutdown)).
+    /// the running callbacks share it (see [Shutdown](crate::service#shutdown)). At most a
+    /// year.
     pub fn shutdown_grace(&mut self, grace: Duration) -> &mut Self {
-        self.shutdown_grace = grace;
+        self.shutdown_grace = grace.min(crate::LONGEST_WAIT);
         self
     }
 

@@ -483,7 +483,7 @@ async fn resubscribe(
 /// The timer of the periodic topology refresh, first firing one `every` from now.
 fn refresh_ticker(every: Duration) -> tokio::time::Interval {
     // At most a year apart: a longer period only risks overflowing the timer.
-    let every = every.min(Duration::from_secs(365 * 24 * 3600));
+    let every = every.min(crate::LONGEST_WAIT);
     let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker

@@ -319,3 +319,15 @@ async fn shutdown_is_not_held_up_by_consuming_anew() {
     assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
     assert!(stopped.is_ok(), "{stopped:?}");
 }
+
+/// A grace period too long for a deadline (`Duration::MAX`) used to overflow the clock and
+/// panic at shutdown; it is taken as a year.
+#[tokio::test]
+async fn a_shutdown_grace_of_duration_max_does_not_overflow() {
+    let bus = Bus::in_memory();
+    let mut service = bus.service("graceful");
+    service.shutdown_grace(Duration::MAX);
+    service.on(PING, |_: Probe, _| async { Ok(()) });
+    let running = service.start().await.unwrap();
+    running.shutdown().await.unwrap();
+}

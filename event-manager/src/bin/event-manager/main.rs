@@ -30,6 +30,8 @@ const OK: u8 = 0;
 const INSUFFICIENT: u8 = 1;
 /// Exit status when the input cannot be read.
 const UNREADABLE: u8 = 2;
+/// Exit status, of every command, when its output cannot be written (a full disk).
+const UNWRITABLE: i32 = 3;
 
 /// Tools for typed, versioned event contracts.
 #[derive(Debug, Parser)]
@@ -87,10 +89,17 @@ enum Command {
     },
 }
 
-/// Writes to stdout, ignoring a closed pipe rather than panicking.
+/// Writes a line to stdout. A closed pipe (`| head`) is not an error; any other failure to
+/// write ends the process with [`UNWRITABLE`], so that lost output never passes for success.
 fn say(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing the output failed: {error}");
+            std::process::exit(UNWRITABLE);
+        }
+        _ => {}
+    }
 }
 
 fn fail(error: &CompatError) -> ExitCode {

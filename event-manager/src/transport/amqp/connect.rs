@@ -58,15 +58,17 @@ impl Default for ReconnectPolicy {
 }
 
 impl ReconnectPolicy {
-    /// The longest wait between two attempts (at least the first delay, 100 ms).
+    /// The longest wait between two attempts (at least the first delay, 100 ms; at most a
+    /// year).
     pub fn max_delay(mut self, delay: Duration) -> Self {
-        self.max_delay = delay.max(self.min_delay);
+        self.max_delay = delay.clamp(self.min_delay, crate::LONGEST_WAIT);
         self
     }
 
     /// Give up once the connection has been down this long: the transport is then dead.
+    /// Longer than a year is taken as a year.
     pub fn give_up_after(mut self, after: Duration) -> Self {
-        self.give_up_after = Some(after);
+        self.give_up_after = Some(after.min(crate::LONGEST_WAIT));
         self
     }
 
@@ -132,9 +134,9 @@ impl AmqpOptions {
     /// How long a publish waits for the broker's confirm, re-sends after a reconnect
     /// included, before it fails with [`crate::PublishError::Timeout`] (default 30 s). Also
     /// the deadline of each topology operation. A timed-out message may still reach the
-    /// broker later: delivery stays at-least-once.
+    /// broker later: delivery stays at-least-once. Between 1 ms and a year.
     pub fn confirm_timeout(mut self, timeout: Duration) -> Self {
-        self.confirm_timeout = timeout.max(Duration::from_millis(1));
+        self.confirm_timeout = timeout.clamp(Duration::from_millis(1), crate::LONGEST_WAIT);
         self
     }
 
@@ -288,5 +290,19 @@ mod tests {
         let attempt = super::super::nodes::ATTEMPT_TIMEOUT;
         assert!(connect_limit(4) > attempt * 4);
         assert_eq!(connect_limit(5), CONNECT_TIMEOUT + attempt * 3);
+    }
+
+    /// A deadline is now plus the duration: one too far ahead overflowed the clock and
+    /// panicked (`AMQP_CONFIRM_TIMEOUT=300000000000y` parses).
+    #[test]
+    fn durations_too_long_for_a_deadline_are_taken_as_a_year() {
+        let options = AmqpOptions::default().confirm_timeout(Duration::MAX);
+        assert_eq!(options.confirm_timeout, crate::LONGEST_WAIT);
+        let policy = ReconnectPolicy::default()
+            .give_up_after(Duration::MAX)
+            .max_delay(Duration::MAX);
+        assert_eq!(policy.give_up(), Some(crate::LONGEST_WAIT));
+        assert_eq!(policy.max_delay, crate::LONGEST_WAIT);
+        let _ = tokio::time::Instant::now() + options.confirm_timeout + crate::LONGEST_WAIT;
     }
 }
