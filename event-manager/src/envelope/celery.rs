@@ -149,6 +149,35 @@ mod tests {
         assert_eq!(&payload(&body).unwrap()[..], br#"{"id":7}"#);
     }
 
+    /// A task sent straight to a queue through the default exchange has the queue's name as
+    /// its routing key, and that is what its retry records as the original routing key. The
+    /// retry used to be read by that name, found no callback, and went to the dead-letter
+    /// queue instead of being tried again.
+    #[test]
+    fn a_retried_task_of_the_default_exchange_is_still_its_task() {
+        let mut headers = crate::message::Headers::new();
+        let body = task_body(br#"{"id":7}"#);
+        task_headers(&mut headers, "order.v1.submit", "id-1", "shop", &body);
+        let message = Message {
+            exchange: "".into(),
+            routing_key: "billing".into(),
+            body,
+            properties: crate::message::Properties {
+                headers,
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            crate::envelope::read(&message).unwrap().routing_key,
+            "order.v1.submit"
+        );
+        let retry = crate::envelope::to_retry(&message, "billing.wait.1s", 1);
+        let retried = crate::envelope::read(&retry).unwrap();
+        assert_eq!(retried.routing_key, "order.v1.submit");
+        assert_eq!(retried.attempts, 1);
+        assert_eq!(&retried.payload[..], br#"{"id":7}"#);
+    }
+
     #[test]
     fn task_ids_are_version_4_uuids() {
         let (a, b) = (uuid4(), uuid4());

@@ -567,6 +567,12 @@ pub(crate) fn read(message: &Message) -> Result<Received<'_>, EnvelopeError> {
         Some(_) => Cow::Owned(celery::payload(&message.body).map_err(EnvelopeError::Body)?),
         None => Cow::Borrowed(message.body.as_ref()),
     };
+    // A task sent straight to a queue (default exchange) has the queue's name as its
+    // routing key, and keeps it as its original one on retries: its task names the event.
+    let original_key = match (original_key, task) {
+        (Some(key), Some(_)) if EventKey::parse(key).is_none() => None,
+        (key, _) => key,
+    };
     let routing_key = original_key.or(task).unwrap_or(&message.routing_key);
     let key_major = EventKey::parse(routing_key).map(|k| k.major());
     let version = match version_text {
