@@ -130,6 +130,7 @@ pub struct Service {
     pub(crate) topology_refresh: Duration,
     /// How many callbacks [`Service::on_tx`] registered: each records the messages it
     /// handled under a name of its own.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) tx_callbacks: usize,
 }
 

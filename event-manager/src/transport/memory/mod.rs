@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap as HashMap;
@@ -200,6 +201,35 @@ impl InMemoryBroker {
     }
 }
 
+/// How often a dead letter that no queue took is routed again, under the at-least-once
+/// strategy.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
+
+/// Routes the dead letter `copy` of queue `source` again every [`DEAD_LETTER_RETRY`] until a
+/// queue takes it: RabbitMQ's at-least-once dead-lettering keeps such a message in its quorum
+/// queue until the target takes it. It is gone with its source queue (or the broker), as
+/// there.
+fn dead_letter_later(broker: Weak<Inner>, source: String, copy: Message) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!(queue = %source, "no runtime to route a dead letter again later; dropped");
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(DEAD_LETTER_RETRY).await;
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
+            if !lock(&broker.state).queues.contains_key(&source) {
+                return;
+            }
+            if let Ok(None) = route(&broker, copy.clone()) {
+                return;
+            }
+        }
+    });
+}
+
 /// Puts `message` in every queue that takes it (once per queue, however many of its bindings
 /// match); hands it back when no queue does.
 fn route(inner: &Arc<Inner>, message: Message) -> Result<Option<Message>, TopologyError> {
@@ -290,7 +320,7 @@ impl Queue {
         let DeadLetterTarget {
             exchange,
             routing_key,
-            ..
+            at_least_once,
         } = target;
         let mut copy = message.clone();
         let headers = &mut copy.properties.headers;
@@ -303,8 +333,14 @@ impl Queue {
         if let Some(key) = routing_key {
             copy.routing_key = Cow::Owned(key.clone());
         }
-        // As in RabbitMQ, a dead letter that no queue takes is dropped.
-        let _ = route(&broker, copy);
+        if *at_least_once && self.spec.kind == QueueKind::Quorum {
+            if !matches!(route(&broker, copy.clone()), Ok(None)) {
+                dead_letter_later(Arc::downgrade(&broker), self.spec.name.clone(), copy);
+            }
+        } else {
+            // As in RabbitMQ, an at-most-once dead letter that no queue takes is dropped.
+            let _ = route(&broker, copy);
+        }
     }
 
     /// Settles a delivery of `message`, handed back `returns` times before. A requeue past the

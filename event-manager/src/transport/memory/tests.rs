@@ -1,6 +1,7 @@
 //! Unit tests of the in-memory broker.
 
 use super::*;
+use std::time::Duration;
 
 /// A small deterministic generator of patterns and keys.
 struct Lcg(u64);
@@ -160,4 +161,56 @@ async fn a_deleted_queue_ends_its_subscriptions_and_a_dropped_one_requeues() {
         rest += 1;
     }
     assert!(rest <= 2);
+}
+
+/// Publishes a message to `queue`, takes it and rejects it without requeue: dead-letters it.
+async fn reject_one(broker: &InMemoryBroker, queue: &str) {
+    broker
+        .publish(Message {
+            exchange: "".into(),
+            routing_key: queue.to_owned().into(),
+            body: Vec::from(&b"{}"[..]).into(),
+            properties: Default::default(),
+        })
+        .await
+        .unwrap();
+    let incoming = broker.get(queue).await.unwrap().unwrap();
+    incoming.reject(false).await.unwrap();
+}
+
+/// A quorum queue with the at-least-once dead-letter strategy keeps a dead letter that no
+/// queue takes until one does, as RabbitMQ does; it used to be dropped. A classic queue
+/// (at most once) drops it, as RabbitMQ does.
+#[tokio::test(start_paused = true)]
+async fn an_at_least_once_dead_letter_waits_for_its_target() {
+    let broker = InMemoryBroker::new();
+    for (name, kind, target) in [
+        ("src", QueueKind::Quorum, "dlq"),
+        ("classic", QueueKind::Classic, "nowhere"),
+    ] {
+        let mut source = QueueSpec::durable(name);
+        source.kind = kind;
+        source.dead_letter = Some(DeadLetterTarget {
+            exchange: String::new(),
+            routing_key: Some(target.into()),
+            at_least_once: true,
+        });
+        broker.declare_queue(&source).await.unwrap();
+        reject_one(&broker, name).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for target in ["dlq", "nowhere"] {
+        broker
+            .declare_queue(&QueueSpec::durable(target))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        broker.queue_len("dlq").await.unwrap(),
+        1,
+        "the dead letter was lost"
+    );
+    assert_eq!(broker.queue_len("src").await.unwrap(), 0);
+    assert_eq!(broker.queue_len("nowhere").await.unwrap(), 0);
 }
