@@ -30,6 +30,18 @@ pub fn is_keyword(name: &str) -> bool {
     KEYWORDS.contains(&name)
 }
 
+/// Whether `name` can name an exchange: one word of `A-Z a-z 0-9 _ -`, as
+/// `Exchange::topic` requires.
+fn is_exchange_word(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The longest routing key AMQP carries (a short string).
+const MAX_KEY_BYTES: usize = 255;
+
 fn is_event_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z'))
@@ -108,6 +120,38 @@ pub fn validate(cx: &Ctxt, input: &DeriveInput, contract: &Contract) -> Option<V
             );
         } else if !seen.insert(n.name.clone()) {
             cx.error_spanned_at(n.span, format!("duplicate event name `{}`", n.name));
+        }
+    }
+    // An exchange written as a string literal is checked here, at the literal: the constant
+    // `Exchange::topic` would otherwise fail to evaluate, pointing at the derive.
+    if let Some(Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Str(lit),
+        ..
+    })) = &contract.exchange
+    {
+        let exchange = lit.value();
+        if !is_exchange_word(&exchange) {
+            cx.error_spanned_at(
+                lit.span(),
+                format!(
+                    "exchange `{exchange}` must be one word of `A-Z a-z 0-9 _ -` (the routing key `<exchange>.v<major>.<event>` adds the dots)"
+                ),
+            );
+        } else if let Some(version) = &version {
+            for n in &contract.names {
+                let key = format!("{exchange}.v{}.{}", version.major, n.name);
+                if key.len() > MAX_KEY_BYTES {
+                    cx.error_spanned_at(
+                        lit.span(),
+                        format!(
+                            "routing key `{}…` is {} bytes long; AMQP carries at most {MAX_KEY_BYTES}: shorten the exchange or the event name",
+                            key.chars().take(32).collect::<String>(),
+                            key.len()
+                        ),
+                    );
+                    break;
+                }
+            }
         }
     }
     if cx.has_errors() {

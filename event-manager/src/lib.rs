@@ -119,6 +119,7 @@ mod test_probe;
 /// The longest wait or period the crate keeps as given: a year. Longer ones (a timeout of
 /// `Duration::MAX`, say) are taken as a year, since a deadline that far ahead would overflow
 /// the clock.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub(crate) const LONGEST_WAIT: std::time::Duration =
     std::time::Duration::from_secs(365 * 24 * 3600);
 #[cfg(feature = "testing")]

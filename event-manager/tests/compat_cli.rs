@@ -367,6 +367,25 @@ fn compat_dir_unreadable_input_exits_2() {
     let (code, _, stderr) = run(&[p("compat-dir"), &dir.path("old"), &dir.path("new")]);
     assert_eq!(code, 2);
     assert!(stderr.contains("x-event-version"), "{stderr}");
+
+    // A contract the gate cannot read is not skipped: a removed contract behind a dangling
+    // link, or under a name that is not UTF-8, used to pass.
+    dir.write_json("new/order.json", &order("1.2.0", true, false));
+    std::os::unix::fs::symlink(dir.path("gone.json"), dir.path("old/refund.json")).unwrap();
+    let (code, _, stderr) = run(&[p("compat-dir"), &dir.path("old"), &dir.path("new")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("refund.json"), "{stderr}");
+    std::fs::remove_file(dir.path("old/refund.json")).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"old/r\xffefund.json");
+    std::fs::write(
+        dir.path("").join(odd),
+        order("1.0.0", true, false).to_string(),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&[p("compat-dir"), &dir.path("old"), &dir.path("new")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not UTF-8"), "{stderr}");
 }
 
 /// A report that cannot be written (a full disk) is a failure, not a success with nothing

@@ -234,8 +234,10 @@ impl fmt::Display for FileReport {
     }
 }
 
-/// The contract schema files of a directory by file name: every `*.json` regular file
-/// directly inside it except `asyncapi.json`.
+/// The contract schema files of a directory by file name: every `*.json` file directly
+/// inside it except `asyncapi.json`. A `*.json` entry the gate cannot compare (a name that is
+/// not UTF-8, a dangling link, a directory) is an error, never skipped: a contract must not
+/// leave the check unseen.
 fn schema_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, CompatError> {
     let read_dir_error = |source| CompatError::ReadDir {
         path: dir.to_owned(),
@@ -244,12 +246,28 @@ fn schema_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, CompatError> {
     let mut files = BTreeMap::new();
     for entry in fs::read_dir(dir).map_err(read_dir_error)? {
         let path = entry.map_err(read_dir_error)?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        let Some(os_name) = path.file_name() else {
             continue;
         };
-        if name.ends_with(".json") && name != SKIPPED_FILE && path.is_file() {
-            files.insert(name.to_owned(), path);
+        if !os_name.as_encoded_bytes().ends_with(b".json") {
+            continue;
         }
+        let unusable = |why: &str| CompatError::Read {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+        };
+        let name = os_name
+            .to_str()
+            .ok_or_else(|| unusable("a schema file name that is not UTF-8"))?;
+        if name == SKIPPED_FILE {
+            continue;
+        }
+        if !path.is_file() {
+            return Err(unusable(
+                "not a readable regular file (a dangling link or a directory?)",
+            ));
+        }
+        files.insert(name.to_owned(), path);
     }
     Ok(files)
 }

@@ -147,6 +147,14 @@ fn header_from_json(value: &Value) -> Result<HeaderValue, String> {
         "b" => v.as_bool().map(HeaderValue::Bool),
         "f" => match v {
             Value::String(text) => text.parse().ok().map(HeaderValue::Float),
+            // Earlier releases wrote NaN and the infinities as `null`: the value is lost, the
+            // header is kept, as void, rather than the row refused.
+            Value::Null => {
+                tracing::warn!(
+                    "an outbox row holds a float header whose value an earlier release lost; relayed as void"
+                );
+                Some(HeaderValue::Void)
+            }
             number => number.as_f64().map(HeaderValue::Float),
         },
         "d" => (|| {
@@ -313,6 +321,15 @@ mod tests {
         row.properties = properties.to_string();
         let error = row.to_message().unwrap_err();
         assert!(error.contains("odd"), "{error}");
+
+        // A row of an earlier release, which wrote a NaN as `null`, is still relayed.
+        properties["headers"] = json!([["kept", {"i": 1}], ["nan", {"f": null}]]);
+        row.properties = properties.to_string();
+        let message = row.to_message().unwrap();
+        assert_eq!(
+            message.properties.headers.get("nan"),
+            Some(&HeaderValue::Void)
+        );
     }
 
     #[test]
