@@ -295,3 +295,33 @@ async fn two_callbacks_sharing_an_inbox_each_run_once() {
     }
     db.drop().await;
 }
+
+/// A row the relay cannot read (here: a header of a form no release writes) stays pending
+/// with an error, and the rows after it are published: it used to stop every batch at its
+/// place, so that nothing written after it was ever relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_cannot_be_read_does_not_hold_up_the_others() {
+    let db = Db::new("corrupt").await;
+    let bus = Bus::in_memory();
+    db.commit_orders(&bus, 1..=3).await;
+    sqlx::query(&format!(
+        r#"update {t} set properties = '{{"headers": [["odd", {{"q": 1}}]]}}'
+           where id = (select min(id) from {t})"#,
+        t = db.store.outbox_table()
+    ))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let relay = Relay::new(&bus, db.store.clone()).unroutable(event_manager::Unroutable::Ignore);
+    let drained = relay.drain().await;
+    assert!(
+        matches!(&drained, Err(event_manager::outbox::StoreError::Corrupt { reason, .. }) if reason.contains("odd")),
+        "{drained:?}"
+    );
+    assert_eq!(
+        db.store.pending().await.unwrap(),
+        1,
+        "the other two rows went out"
+    );
+    db.drop().await;
+}

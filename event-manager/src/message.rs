@@ -32,6 +32,12 @@ pub struct Message {
 /// [`crate::TopologyError::NameTooLong`]), never cut: a cut id or name would be another one.
 pub const SHORT_STRING_MAX: usize = 255;
 
+/// RabbitMQ's default `frame_max`, 128 KiB: the largest content header frame (properties
+/// and headers) a connection takes unless the broker is configured otherwise. The in-memory
+/// broker refuses a message whose headers do not fit in it, as RabbitMQ's transport does
+/// ([`crate::PublishError::HeadersTooLarge`]).
+pub const DEFAULT_FRAME_MAX: usize = 131_072;
+
 impl Message {
     /// Fails with [`crate::PublishError::TooLong`] when one of the message's short strings
     /// is longer than [`SHORT_STRING_MAX`]: every transport refuses such a message alike.
@@ -304,6 +310,39 @@ impl From<i64> for HeaderValue {
 impl From<bool> for HeaderValue {
     fn from(v: bool) -> Self {
         Self::Bool(v)
+    }
+}
+
+impl Properties {
+    /// The size of the content header frame that carries these properties: a message whose
+    /// header frame exceeds the connection's `frame_max` cannot be sent (the broker would
+    /// close the whole connection with a frame error), and the in-memory broker refuses one
+    /// over [`DEFAULT_FRAME_MAX`] alike.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(crate) fn header_frame_size(&self) -> usize {
+        let short_len = |v: &str| 1 + v.len().min(255);
+        let texts = [
+            self.content_type.as_deref(),
+            self.content_encoding.as_deref(),
+            self.message_id.as_deref(),
+            self.kind.as_deref(),
+            self.app_id.as_deref(),
+            self.correlation_id.as_deref(),
+            self.reply_to.as_deref(),
+            self.expiration.as_deref(),
+        ];
+        // Frame header, class, weight, body size, property flags, frame end.
+        let mut size = 7 + 2 + 2 + 8 + 2 + 1;
+        size += texts.into_iter().flatten().map(short_len).sum::<usize>();
+        size += self.timestamp.map_or(0, |_| 8);
+        size += usize::from(self.persistent) + self.priority.map_or(0, |_| 1);
+        if !self.headers.is_empty() {
+            size += 4;
+            for (name, value) in self.headers.iter() {
+                size += short_len(name) + value.encoded_len();
+            }
+        }
+        size
     }
 }
 

@@ -44,8 +44,10 @@ pub struct Publisher {
 
 impl Publisher {
     /// Publishes `rows`: one after the other, stopping at the first failure, or with
-    /// [`Relay::in_flight`] above 1 up to that many at once. Returns which rows the broker
-    /// confirmed, and the first error.
+    /// [`Relay::in_flight`] above 1 up to that many at once. A row that cannot be read
+    /// ([`StoreError::Corrupt`]) never stops a batch: it could never be published, and would
+    /// hold up every row after it for ever; it stays pending, with an error in the log, and
+    /// the rows after it go on. Returns which rows the broker confirmed, and the first error.
     pub async fn publish_batch(&self, rows: &[OutboxMessage]) -> (Vec<bool>, Option<StoreError>) {
         use futures_util::StreamExt;
         let mut confirmed = vec![false; rows.len()];
@@ -54,10 +56,14 @@ impl Publisher {
             for (row, ok) in rows.iter().zip(&mut confirmed) {
                 match self.publish(row).await {
                     Ok(()) => *ok = true,
-                    Err(error) => return (confirmed, Some(error)),
+                    Err(error @ StoreError::Corrupt { .. }) => {
+                        tracing::error!(%error, "an outbox row cannot be read; it stays pending and the rows after it go on");
+                        failure.get_or_insert(error);
+                    }
+                    Err(error) => return (confirmed, Some(failure.unwrap_or(error))),
                 }
             }
-            return (confirmed, None);
+            return (confirmed, failure);
         }
         // Boxed, so that the future of a relay stays `Send` (no closure in the stream type).
         let publishes: Vec<BoxFuture<'_, Result<(), StoreError>>> = rows

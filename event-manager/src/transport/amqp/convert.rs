@@ -169,35 +169,6 @@ pub(super) fn to_amqp(properties: &Properties) -> BasicProperties {
     p
 }
 
-/// The size of the content header frame that carries `properties`: a message whose header
-/// frame exceeds the connection's `frame_max` cannot be sent (the broker would close the
-/// whole connection with a frame error).
-pub(super) fn header_frame_size(properties: &Properties) -> usize {
-    let short_len = |v: &str| 1 + v.len().min(255);
-    let texts = [
-        properties.content_type.as_deref(),
-        properties.content_encoding.as_deref(),
-        properties.message_id.as_deref(),
-        properties.kind.as_deref(),
-        properties.app_id.as_deref(),
-        properties.correlation_id.as_deref(),
-        properties.reply_to.as_deref(),
-        properties.expiration.as_deref(),
-    ];
-    // Frame header, class, weight, body size, property flags, frame end.
-    let mut size = 7 + 2 + 2 + 8 + 2 + 1;
-    size += texts.into_iter().flatten().map(short_len).sum::<usize>();
-    size += properties.timestamp.map_or(0, |_| 8);
-    size += usize::from(properties.persistent) + properties.priority.map_or(0, |_| 1);
-    if !properties.headers.is_empty() {
-        size += 4;
-        for (name, value) in properties.headers.iter() {
-            size += short_len(name) + value.encoded_len();
-        }
-    }
-    size
-}
-
 /// A header value as AMQP writes it.
 fn amqp_value(value: &HeaderValue) -> AMQPValue {
     match value {
@@ -342,11 +313,11 @@ mod tests {
             .headers
             .insert("d", HeaderValue::Decimal { scale: 1, value: 5 });
         assert_eq!(
-            header_frame_size(&properties),
+            properties.header_frame_size(),
             encoded_header_frame(&properties)
         );
         let bare = Properties::default();
-        assert_eq!(header_frame_size(&bare), encoded_header_frame(&bare));
+        assert_eq!(bare.header_frame_size(), encoded_header_frame(&bare));
         let full = Properties {
             timestamp: Some(1),
             priority: Some(1),
@@ -354,7 +325,7 @@ mod tests {
             reply_to: Some("r".into()),
             ..properties
         };
-        assert_eq!(header_frame_size(&full), encoded_header_frame(&full));
+        assert_eq!(full.header_frame_size(), encoded_header_frame(&full));
     }
 
     /// The texts every event carries the same are not copied on receipt; others are.

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep};
 
 use super::confirms::{Confirms, Decision};
-use super::convert::{header_frame_size, missing_exchange, short, to_amqp};
+use super::convert::{missing_exchange, short, to_amqp};
 use super::link::{CHANNEL_CLOSE_TIMEOUT, Health, Link, close_channel, open_within};
 use crate::error::{Cause, Entity, PublishError, TopologyError};
 use crate::message::Message;
@@ -363,7 +363,7 @@ impl Task {
             pending.answer(Err(error));
             return;
         }
-        let size = header_frame_size(&pending.message.properties);
+        let size = pending.message.properties.header_frame_size();
         let limit =
             usize::try_from(self.connection.configuration().frame_max()).unwrap_or(usize::MAX);
         if size > limit {

@@ -28,7 +28,7 @@ use rustc_hash::FxHashMap as HashMap;
 use super::{DeadLetterTarget, Incoming, QueueKind, QueueSpec, Settler, Subscription, Transport};
 use crate::envelope::BROKER_DEATH_REASON_HEADER;
 use crate::error::{ConsumeError, Entity, PublishError, TopologyError};
-use crate::message::Message;
+use crate::message::{DEFAULT_FRAME_MAX, Message};
 use crate::routing::BindingPattern;
 use crate::routing::trie::TopicTrie;
 
@@ -191,6 +191,15 @@ impl InMemoryBroker {
     /// future of the trait method.
     pub(crate) fn publish_now(&self, message: Message) -> Result<(), PublishError> {
         message.check_short_strings()?;
+        let size = message.properties.header_frame_size();
+        if size > DEFAULT_FRAME_MAX {
+            return Err(PublishError::HeadersTooLarge {
+                exchange: message.exchange.into_owned(),
+                routing_key: message.routing_key.into_owned(),
+                size,
+                limit: DEFAULT_FRAME_MAX,
+            });
+        }
         match route(&self.inner, message)? {
             Some(unrouted) => Err(PublishError::Unroutable {
                 exchange: unrouted.exchange.into_owned(),
