@@ -363,6 +363,14 @@ impl Bus {
         self.inner.transport.is_connected()
     }
 
+    /// Why the transport gave up for good, once it has (its reconnect policy's
+    /// `give_up_after` passed): every publish then fails, and a process that only publishes
+    /// learns here, without publishing, that it should exit. `None` while it works or still
+    /// reconnects ([`Bus::is_connected`] is false then too). Always `None` in memory.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.transport.failure()
+    }
+
     /// The name this bus publishes as.
     pub fn app_id(&self) -> &str {
         &self.inner.app_id

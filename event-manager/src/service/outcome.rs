@@ -130,6 +130,13 @@ async fn move_message(shared: &Shared, mut forward: Message) -> bool {
                 Err(error) => tracing::warn!(%error, "declaring the topology again failed"),
             }
         }
+        if let Some(reason) = shared.topology.bus().transport().failure() {
+            // The transport gave up for good: no try will ever move the message. Stop
+            // holding it (it goes back to the queue with the connection), so that the
+            // service sees its subscription end and fails, instead of waiting for ever.
+            tracing::error!(%reason, target = %forward.routing_key, "the transport gave up; the message is not moved");
+            return false;
+        }
         failures = failures.saturating_add(1);
         let pause = backoff(failures);
         log_failure(shared, &forward, error, failures, pause);

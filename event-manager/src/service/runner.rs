@@ -281,6 +281,7 @@ async fn consume_loop(
     closing: watch::Sender<bool>,
     limits: Limits,
 ) -> Result<(), ConsumeError> {
+    let _reports_the_end = ReportsTheEnd(shared.status.clone());
     let mut in_flight = FuturesUnordered::new();
     let mut spare = None;
     let mut check: Option<BoxFuture<'static, ()>> = None;
@@ -383,7 +384,8 @@ async fn consume_loop(
         retired,
     };
     wind_down(&shared, subscription, in_flight, ended_ones, limits.grace).await;
-    if ended && !*stop.borrow() {
+    // A stop asked for after the failure (a signal during the wind-down) does not hide it.
+    if ended {
         return Err(ConsumeError::Connection {
             queue: shared.topology.queue().to_owned(),
             detail: failure.unwrap_or_else(|| {
@@ -393,6 +395,20 @@ async fn consume_loop(
         });
     }
     Ok(())
+}
+
+/// Marks the service as not consuming when the consume loop ends, a panic included (the
+/// health probe would otherwise go on reporting a dead loop as consuming).
+struct ReportsTheEnd(Arc<Status>);
+
+impl Drop for ReportsTheEnd {
+    fn drop(&mut self) {
+        self.0.set_consuming(false);
+        if std::thread::panicking() {
+            self.0
+                .error("the consume loop panicked; the service stopped consuming");
+        }
+    }
 }
 
 /// The subscriptions that ended by themselves: kept while deliveries taken from them are in

@@ -30,17 +30,39 @@ struct Faulty {
     delivered: Arc<AtomicUsize>,
     /// Whether queue declarations fail (a broker refusing them).
     refuse_declares: Arc<std::sync::atomic::AtomicBool>,
+    faults: Faults,
 }
 
 struct FaultySubscription {
     inner: Box<dyn Subscription>,
     stuck_cancel: bool,
     delivered: Arc<AtomicUsize>,
+    faults: Faults,
+}
+
+/// Faults switched on while a service runs.
+#[derive(Clone, Default)]
+struct Faults {
+    /// Subscriptions panic when polled.
+    panic_on_poll: Arc<std::sync::atomic::AtomicBool>,
+    /// The transport gave up for good: every publish fails, subscriptions end, subscribing
+    /// fails.
+    dead: Arc<std::sync::atomic::AtomicBool>,
+    /// Moves to wait and dead-letter queues (publishes to the default exchange) get a
+    /// negative confirm.
+    refuse_forwards: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
 impl Subscription for FaultySubscription {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
+        assert!(
+            !self.faults.panic_on_poll.load(Ordering::SeqCst),
+            "a subscription that panics"
+        );
+        if self.faults.dead.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
         let next = self.inner.poll_next(cx);
         if let Poll::Ready(Some(_)) = &next {
             self.delivered.fetch_add(1, Ordering::SeqCst);
@@ -88,6 +110,20 @@ impl Transport for Faulty {
         self.broker.queue_len(queue).await
     }
     async fn publish(&self, message: Message) -> Result<(), PublishError> {
+        if self.faults.dead.load(Ordering::SeqCst) {
+            return Err(PublishError::Connection {
+                exchange: message.exchange.into_owned(),
+                routing_key: message.routing_key.into_owned(),
+                detail: "gave up".into(),
+                source: None,
+            });
+        }
+        if message.exchange.is_empty() && self.faults.refuse_forwards.load(Ordering::SeqCst) {
+            return Err(PublishError::Nacked {
+                exchange: String::new(),
+                routing_key: message.routing_key.into_owned(),
+            });
+        }
         let to_dlq = message.exchange.is_empty() && message.routing_key.ends_with(".dlq");
         let refuse = |n: u32| (n > 0).then(|| n - 1);
         if to_dlq
@@ -108,16 +144,30 @@ impl Transport for Faulty {
         queue: &str,
         prefetch: u16,
     ) -> Result<Box<dyn Subscription>, ConsumeError> {
+        if self.faults.dead.load(Ordering::SeqCst) {
+            return Err(ConsumeError::Connection {
+                queue: queue.to_owned(),
+                detail: "gave up".into(),
+                source: None,
+            });
+        }
         Ok(Box::new(FaultySubscription {
             inner: self.broker.subscribe(queue, prefetch).await?,
             stuck_cancel: self.stuck_cancel,
             delivered: self.delivered.clone(),
+            faults: self.faults.clone(),
         }))
     }
     async fn get(&self, queue: &str) -> Result<Option<Incoming>, ConsumeError> {
         self.broker.get(queue).await
     }
     async fn close(&self) {}
+    fn failure(&self) -> Option<String> {
+        self.faults
+            .dead
+            .load(Ordering::SeqCst)
+            .then(|| "gave up".to_owned())
+    }
 }
 
 /// Publishes a body that does not decode: it is to be dead-lettered at once.
@@ -330,4 +380,59 @@ async fn a_shutdown_grace_of_duration_max_does_not_overflow() {
     service.on(PING, |_: Probe, _| async { Ok(()) });
     let running = service.start().await.unwrap();
     running.shutdown().await.unwrap();
+}
+
+/// A panic in the consume loop itself (here: in the subscription) ends the service; its
+/// health must say so. It used to go on reporting it consuming.
+#[tokio::test]
+async fn a_panicking_consume_loop_is_reported_as_not_consuming() {
+    let faulty = Faulty::default();
+    let bus = Bus::with_transport(faulty.clone());
+    let mut service = bus.service("panicky");
+    service.on(PING, |_: Probe, _| async { Ok(()) });
+    let running = service.start().await.unwrap();
+    let probe = running.health_probe();
+    assert!(probe.health().consuming);
+    faulty.faults.panic_on_poll.store(true, Ordering::SeqCst);
+    bus.publish(PING, &Probe { id: 1 }).await.unwrap();
+    wait_for("the loop to end", async || !probe.health().consuming).await;
+    let health = probe.health();
+    assert!(!health.is_healthy(), "{health:?}");
+    assert!(running.stopped().await.is_err());
+}
+
+/// A service whose callbacks hold every concurrency slot with messages they cannot move
+/// (an outage) must still fail once the transport gives up for good, so that its process
+/// exits: the held moves used to be tried for ever, the subscription's end was never looked
+/// at, and the run never returned.
+#[tokio::test(start_paused = true)]
+async fn a_service_with_every_slot_held_fails_when_the_transport_gives_up() {
+    let faulty = Faulty::default();
+    let bus = Bus::with_transport(faulty.clone());
+    let mut service = bus.service("held_slots");
+    service.concurrency(2);
+    service.on(PING, |_: Probe, _| async {
+        Err(crate::HandlerError::retry(
+            "fails, so that the message is moved",
+        ))
+    });
+    let running = service.start().await.unwrap();
+    // The moves to the wait queue fail (an outage): both slots hold a message.
+    faulty.faults.refuse_forwards.store(true, Ordering::SeqCst);
+    for id in 0..2 {
+        bus.publish(PING, &Probe { id }).await.unwrap();
+    }
+    wait_for("both slots held", async || {
+        faulty.delivered.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Then the transport gives up.
+    faulty.faults.dead.store(true, Ordering::SeqCst);
+    let ended = tokio::time::timeout(Duration::from_secs(3600), running.stopped()).await;
+    let result = ended.expect("the service never failed after the transport gave up");
+    assert!(
+        matches!(&result, Err(ConsumeError::Connection { .. })),
+        "{result:?}"
+    );
 }

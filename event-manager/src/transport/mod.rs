@@ -313,6 +313,11 @@ pub trait Transport: Send + Sync + 'static {
     fn is_connected(&self) -> bool {
         true
     }
+    /// Why the transport gave up for good (a reconnect policy's `give_up_after` passed), once
+    /// it has: it then fails every operation. `None` while it works or still reconnects.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -546,6 +546,10 @@ impl Transport for AmqpTransport {
         }
     }
 
+    fn failure(&self) -> Option<String> {
+        self.link.failure()
+    }
+
     fn is_connected(&self) -> bool {
         self.link.failure().is_none() && self.link.up_now().is_some()
     }
