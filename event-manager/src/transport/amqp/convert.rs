@@ -61,18 +61,28 @@ pub(super) fn topology_error(entity: Entity, error: &lapin::Error) -> TopologyEr
     }
 }
 
-/// The exchange a channel-closing `404 NOT_FOUND - no exchange 'x' in vhost '/'` names.
-pub(super) fn missing_exchange(error: &lapin::Error) -> Option<String> {
+/// Whether `error` is the channel-closing `404 NOT_FOUND - no exchange 'x' in vhost '/'`
+/// for the exchange `exchange`. RabbitMQ cuts the text to 255 bytes, ending it with `...`:
+/// a long name may come without its end, or without the quote after it.
+pub(super) fn is_missing_exchange(error: &lapin::Error, exchange: &str) -> bool {
     let lapin::ErrorKind::ProtocolError(amqp) = error.kind() else {
-        return None;
+        return false;
     };
     if amqp.get_id() != 404 {
-        return None;
+        return false;
     }
     let text = amqp.get_message().as_str();
-    let (_, rest) = text.split_once("no exchange '")?;
-    let (name, _) = rest.split_once("' in vhost")?;
-    Some(name.to_owned())
+    let Some((_, rest)) = text.split_once("no exchange '") else {
+        return false;
+    };
+    match rest.strip_prefix(exchange) {
+        // The whole name, then its closing quote, or the cut.
+        Some(after) => after.starts_with('\'') || after == "...",
+        // Cut inside the name.
+        None => rest
+            .strip_suffix("...")
+            .is_some_and(|shown| !shown.is_empty() && exchange.starts_with(shown)),
+    }
 }
 
 pub(super) fn queue_arguments(spec: &QueueSpec) -> FieldTable {

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep};
 
 use super::confirms::{Confirms, Decision};
-use super::convert::{missing_exchange, short, to_amqp};
+use super::convert::{is_missing_exchange, short, to_amqp};
 use super::link::{CHANNEL_CLOSE_TIMEOUT, Health, Link, close_channel, open_within};
 use crate::error::{Cause, Entity, PublishError, TopologyError};
 use crate::message::Message;
@@ -442,7 +442,7 @@ impl Task {
     /// A send or confirm failed with `error`: fail the message if it caused it, or keep it
     /// for a re-send once the channel has recovered.
     fn interrupted(&mut self, pending: Pending, error: lapin::Error) {
-        if missing_exchange(&error).as_deref() == Some(pending.message.exchange.as_ref()) {
+        if is_missing_exchange(&error, &pending.message.exchange) {
             let missing = TopologyError::NotFound {
                 entity: Entity::Exchange(pending.message.exchange.to_string()),
             };

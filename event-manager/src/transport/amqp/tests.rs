@@ -47,3 +47,33 @@ async fn a_get_keeps_a_channel_only_for_a_queue_that_exists() {
     assert_eq!(while_read, 1);
     assert_eq!(after_delete, 0);
 }
+
+/// RabbitMQ cuts the text of a channel close to 255 bytes: for an exchange name of more
+/// than about 216 bytes, "no exchange '…' in vhost '/'" loses its end. Such a publish to a
+/// missing exchange used to be taken for a broken channel, sent 20 times (closing the
+/// channel each time) and fail as a connection error, never `NotFound`; the bus then never
+/// declared the exchange again.
+#[tokio::test]
+async fn a_missing_exchange_with_a_long_name_is_not_found() {
+    let transport = AmqpTransport::connect(&amqp_url()).await.unwrap();
+    for len in [60, 230, 250, 255] {
+        let base = unique("long_missing_exchange_");
+        let name = format!("{base}{}", "x".repeat(len - base.len()));
+        assert_eq!(name.len(), len);
+        let message = Message {
+            exchange: name.clone().into(),
+            routing_key: "a.v1.b".into(),
+            body: Vec::from(&b"{}"[..]).into(),
+            properties: Default::default(),
+        };
+        let published = transport.publish(message).await;
+        assert!(
+            matches!(
+                &published,
+                Err(PublishError::Topology(TopologyError::NotFound { entity: Entity::Exchange(e) })) if *e == name
+            ),
+            "{len}: {published:?}"
+        );
+    }
+    transport.close().await;
+}
