@@ -370,6 +370,20 @@ pub enum PublishError {
         /// Its length in bytes.
         len: usize,
     },
+    /// A header table ([`HeaderValue::Table`](crate::message::HeaderValue::Table)) names an
+    /// entry twice. An AMQP field table holds each name once, so RabbitMQ would get one of
+    /// the two values and the other would be lost; nothing was sent.
+    #[error(
+        "a header table of the message to `{exchange}` with key `{routing_key}` names `{name}` twice"
+    )]
+    DuplicateHeader {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+        /// The name given twice.
+        name: String,
+    },
     /// The exchange could not be declared.
     #[error(transparent)]
     Topology(#[from] TopologyError),

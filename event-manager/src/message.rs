@@ -40,11 +40,26 @@ pub const DEFAULT_FRAME_MAX: usize = 131_072;
 
 impl Message {
     /// Fails with [`crate::PublishError::TooLong`] when one of the message's short strings
-    /// is longer than [`SHORT_STRING_MAX`]: every transport refuses such a message alike.
+    /// is longer than [`SHORT_STRING_MAX`], and with [`crate::PublishError::DuplicateHeader`]
+    /// when a header table names an entry twice: every transport refuses such a message
+    /// alike.
     #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn check_short_strings(&self) -> Result<(), crate::PublishError> {
         if self.short_strings_fit() {
             return Ok(());
+        }
+        if let Some(name) = self
+            .properties
+            .headers
+            .0
+            .iter()
+            .find_map(|(_, value)| duplicate_in(value))
+        {
+            return Err(crate::PublishError::DuplicateHeader {
+                exchange: self.exchange.to_string(),
+                routing_key: self.routing_key.to_string(),
+                name: name.to_owned(),
+            });
         }
         match self.over_long_field() {
             None => Ok(()),
@@ -118,6 +133,21 @@ fn over_long_entry(name: &str, value: &HeaderValue) -> Option<(String, usize)> {
         return Some((format!("header name `{start}…`"), name.len()));
     }
     over_long_nested(value)
+}
+
+/// A name that a table nested in `value` holds twice.
+fn duplicate_in(value: &HeaderValue) -> Option<&str> {
+    match value {
+        HeaderValue::Table(entries) => {
+            let mut seen = std::collections::HashSet::with_capacity(entries.len());
+            entries
+                .iter()
+                .find_map(|(name, _)| (!seen.insert(name.as_str())).then_some(name.as_str()))
+                .or_else(|| entries.iter().find_map(|(_, v)| duplicate_in(v)))
+        }
+        HeaderValue::Array(items) => items.iter().find_map(duplicate_in),
+        _ => None,
+    }
 }
 
 /// The first name longer than [`SHORT_STRING_MAX`] in the tables nested in `value`.
@@ -473,6 +503,30 @@ mod tests {
             too_long(&message_with("h", HeaderValue::from(long.clone()))),
             None
         );
+    }
+
+    /// An AMQP field table holds a name once: RabbitMQ would get one of two values.
+    #[test]
+    fn a_table_naming_an_entry_twice_is_refused() {
+        let twice = HeaderValue::Array(vec![HeaderValue::Table(vec![
+            ("a".to_owned(), HeaderValue::Int(1)),
+            (
+                "inner".to_owned(),
+                HeaderValue::Table(vec![
+                    ("b".to_owned(), HeaderValue::Int(1)),
+                    ("b".to_owned(), HeaderValue::Int(2)),
+                ]),
+            ),
+        ])]);
+        match message_with("h", twice).check_short_strings() {
+            Err(PublishError::DuplicateHeader { name, .. }) => assert_eq!(name, "b"),
+            other => panic!("{other:?}"),
+        }
+        let once = HeaderValue::Table(vec![
+            ("a".to_owned(), HeaderValue::Int(1)),
+            ("b".to_owned(), HeaderValue::Int(2)),
+        ]);
+        assert!(message_with("h", once).check_short_strings().is_ok());
     }
 
     #[test]

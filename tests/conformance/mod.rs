@@ -241,6 +241,16 @@ pub async fn unroutable_publish_is_an_error(env: &Env) {
     running.shutdown().await.unwrap();
 }
 
+/// A message of `{}` to `queue` through the default exchange, without headers.
+fn to_queue(queue: &str) -> event_manager::message::Message {
+    event_manager::message::Message {
+        exchange: "".into(),
+        routing_key: queue.to_owned().into(),
+        body: Vec::from(&b"{}"[..]).into(),
+        properties: Default::default(),
+    }
+}
+
 /// AMQP carries names and ids as short strings of at most 255 bytes. A longer one is a named
 /// error on both transports, before anything is sent: RabbitMQ's transport cut them before,
 /// so an unroutable publish with a long message id came back `Ok` (its return no longer
@@ -296,12 +306,7 @@ pub async fn over_long_names_and_ids_are_refused_alike(env: &Env) {
     );
 
     // A header name nested in a table is a short string too.
-    let mut message = event_manager::message::Message {
-        exchange: "".into(),
-        routing_key: queue.clone().into(),
-        body: Vec::from(&b"{}"[..]).into(),
-        properties: Default::default(),
-    };
+    let mut message = to_queue(&queue);
     message.properties.headers.insert(
         "outer",
         event_manager::message::HeaderValue::Array(vec![
@@ -315,6 +320,23 @@ pub async fn over_long_names_and_ids_are_refused_alike(env: &Env) {
     assert!(
         matches!(&nested, Err(PublishError::TooLong { field, len: 256, .. }) if field.starts_with("header name `nnn")),
         "{nested:?}"
+    );
+    // A table naming an entry twice is refused alike: an AMQP field table holds a name once.
+    let mut message = to_queue(&queue);
+    let entry = |v| {
+        (
+            "twice".to_owned(),
+            event_manager::message::HeaderValue::Int(v),
+        )
+    };
+    message.properties.headers.insert(
+        "table",
+        event_manager::message::HeaderValue::Table(vec![entry(1), entry(2)]),
+    );
+    let twice = env.transport().publish(message).await;
+    assert!(
+        matches!(&twice, Err(PublishError::DuplicateHeader { name, .. }) if name == "twice"),
+        "{twice:?}"
     );
 
     // The transport refuses such a name itself.
@@ -333,19 +355,14 @@ pub async fn over_long_names_and_ids_are_refused_alike(env: &Env) {
 /// named error on both transports, nothing sent; the in-memory broker used to take them, so
 /// a test passed with a message RabbitMQ refuses.
 pub async fn oversized_headers_are_refused_alike(env: &Env) {
-    use event_manager::message::{HeaderValue, Message};
+    use event_manager::message::HeaderValue;
     let queue = env.raw_queue("big_headers");
     env.transport()
         .declare_queue(&QueueSpec::durable(&queue))
         .await
         .unwrap();
     let message = |header_bytes: usize| {
-        let mut message = Message {
-            exchange: "".into(),
-            routing_key: queue.clone().into(),
-            body: Vec::from(&b"{}"[..]).into(),
-            properties: Default::default(),
-        };
+        let mut message = to_queue(&queue);
         message
             .properties
             .headers

@@ -207,12 +207,15 @@ fn amqp_value(value: &HeaderValue) -> AMQPValue {
     }
 }
 
-/// An AMQP value as a header value; nothing is dropped.
+/// An AMQP value as a header value; nothing is dropped. A long string that is not UTF-8
+/// (AMQP's long strings are bytes) is kept as bytes, not as text with replaced characters:
+/// a retry or dead letter then carries the bytes it arrived with.
 fn header_value(value: &AMQPValue) -> HeaderValue {
     match value {
-        AMQPValue::LongString(s) => {
-            HeaderValue::Str(received_text(String::from_utf8_lossy(s.as_bytes())))
-        }
+        AMQPValue::LongString(s) => match std::str::from_utf8(s.as_bytes()) {
+            Ok(text) => HeaderValue::Str(received_text(Cow::Borrowed(text))),
+            Err(_) => HeaderValue::Bytes(s.as_bytes().to_vec().into()),
+        },
         AMQPValue::ShortString(s) => HeaderValue::Str(s.as_str().to_owned().into()),
         AMQPValue::Boolean(b) => HeaderValue::Bool(*b),
         AMQPValue::ShortShortInt(i) => HeaderValue::Int(i64::from(*i)),
@@ -292,6 +295,17 @@ pub(super) fn from_amqp(properties: &BasicProperties) -> Properties {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A long-string header that is not UTF-8 used to be read as text with U+FFFD in place of
+    /// its bytes, and forwarded so: the retry or dead letter no longer carried what arrived.
+    #[test]
+    fn a_long_string_that_is_not_utf8_keeps_its_bytes() {
+        let raw = vec![b'a', 0xff, 0xfe, b'z'];
+        let value = AMQPValue::LongString(raw.clone().into());
+        assert_eq!(header_value(&value), HeaderValue::Bytes(raw.into()));
+        let text = AMQPValue::LongString(b"caf\xc3\xa9".to_vec().into());
+        assert_eq!(header_value(&text).as_str(), Some("caf\u{e9}"));
+    }
 
     /// The size lapin's encoder gives the header frame of `properties`.
     fn encoded_header_frame(properties: &Properties) -> usize {
