@@ -104,15 +104,16 @@ fn properties_from_json(v: &Value) -> Result<Properties, String> {
 
 /// A header value as tagged JSON: `{"s": text}`, `{"i": int}`, … (`null` for void).
 ///
-/// A float is written as text in Rust's shortest round-trip form (`"1.5e0"`, `"NaN"`,
-/// `"-inf"`), so that every value, the ones JSON numbers cannot hold included, comes back
-/// as it was.
+/// A float is written twice: as a JSON number (`null` for NaN and the infinities), which
+/// relays of earlier releases read, and as text in Rust's shortest round-trip form
+/// (`"fx": "1.5e0"`, `"NaN"`, `"-inf"`), which this one reads, so that every value comes
+/// back as it was.
 fn header_to_json(value: &HeaderValue) -> Value {
     match value {
         HeaderValue::Str(s) => json!({ "s": s }),
         HeaderValue::Int(i) => json!({ "i": i }),
         HeaderValue::Bool(b) => json!({ "b": b }),
-        HeaderValue::Float(f) => json!({ "f": format!("{f:e}") }),
+        HeaderValue::Float(f) => json!({ "f": f, "fx": format!("{f:e}") }),
         HeaderValue::Decimal { scale, value } => json!({ "d": [scale, value] }),
         HeaderValue::Timestamp(t) => json!({ "t": t }),
         HeaderValue::Bytes(b) => json!({ "x": b.to_vec() }),
@@ -134,10 +135,18 @@ fn header_from_json(value: &Value) -> Result<HeaderValue, String> {
     if value.is_null() {
         return Ok(HeaderValue::Void);
     }
-    let object = value
-        .as_object()
-        .filter(|o| o.len() == 1)
-        .ok_or_else(unreadable)?;
+    let object = value.as_object().ok_or_else(unreadable)?;
+    if let (2, Some(Value::String(text)), true) =
+        (object.len(), object.get("fx"), object.contains_key("f"))
+    {
+        return text
+            .parse()
+            .map(HeaderValue::Float)
+            .map_err(|_| unreadable());
+    }
+    if object.len() != 1 {
+        return Err(unreadable());
+    }
     let (tag, v) = object.iter().next().ok_or_else(unreadable)?;
     let read = match tag.as_str() {
         "s" => v
@@ -321,6 +330,15 @@ mod tests {
         row.properties = properties.to_string();
         let error = row.to_message().unwrap_err();
         assert!(error.contains("odd"), "{error}");
+
+        // A relay of an earlier release reads a float by its JSON number (`f`, the first
+        // key), so rows stay readable while both releases run.
+        let float = header_to_json(&HeaderValue::Float(1.5));
+        assert_eq!(float.as_object().unwrap().iter().next().unwrap().1, 1.5);
+        assert_eq!(
+            header_from_json(&json!({"f": 2.5})),
+            Ok(HeaderValue::Float(2.5))
+        );
 
         // A row of an earlier release, which wrote a NaN as `null`, is still relayed.
         properties["headers"] = json!([["kept", {"i": 1}], ["nan", {"f": null}]]);

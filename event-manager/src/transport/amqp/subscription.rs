@@ -252,7 +252,7 @@ impl AmqpSubscription {
             Pin::new(&mut self.consumer).poll_next(&mut waker)
         {
             let ticket = self.acks.register(delivery.delivery_tag, &delivery.acker);
-            if let Err(error) = ticket.reject(true) {
+            if let Err(error) = ticket.hand_back() {
                 tracing::debug!(queue = %self.queue, %error, "handing back a held delivery failed; it goes back when the channel closes");
             }
         }
@@ -324,6 +324,9 @@ impl Subscription for AmqpSubscription {
     }
 
     async fn cancel(&mut self) {
+        // A consumer being opened again (after a lost connection) is given up with its
+        // future: lapin closes the channel it opened, which puts back what it delivered.
+        self.resuming = None;
         if !self.cancelled {
             self.cancelled = true;
             let tag = self.consumer.tag();

@@ -217,10 +217,10 @@ const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
 /// Routes the dead letter `copy` of queue `source` again every [`DEAD_LETTER_RETRY`] until a
 /// queue takes it: RabbitMQ's at-least-once dead-lettering keeps such a message in its quorum
 /// queue until the target takes it. It is gone with its source queue (or the broker), as
-/// there.
-fn dead_letter_later(broker: Weak<Inner>, source: String, copy: Message) {
+/// there, even when a queue of the same name is declared again.
+fn dead_letter_later(broker: Weak<Inner>, source: Weak<Queue>, copy: Message) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(queue = %source, "no runtime to route a dead letter again later; dropped");
+        tracing::warn!("no runtime to route a dead letter again later; dropped");
         return;
     };
     runtime.spawn(async move {
@@ -229,7 +229,10 @@ fn dead_letter_later(broker: Weak<Inner>, source: String, copy: Message) {
             let Some(broker) = broker.upgrade() else {
                 return;
             };
-            if !lock(&broker.state).queues.contains_key(&source) {
+            let gone = source
+                .upgrade()
+                .is_none_or(|queue| lock(&queue.state).deleted);
+            if gone {
                 return;
             }
             if let Ok(None) = route(&broker, copy.clone()) {
@@ -308,7 +311,7 @@ impl Queue {
         }
     }
 
-    fn expire(&self, seq: u64) {
+    fn expire(self: &Arc<Self>, seq: u64) {
         let expired = {
             let mut state = lock(&self.state);
             let at = state.ready.iter().position(|r| r.seq == seq);
@@ -322,7 +325,7 @@ impl Queue {
     /// Hands `message` to the queue's dead-letter target, if any, marked as RabbitMQ marks
     /// the first death: `x-first-death-reason` (`expired`, `rejected`, `delivery_limit`),
     /// `-queue` and `-exchange`.
-    fn dead_letter(&self, message: &Message, reason: &'static str) {
+    fn dead_letter(self: &Arc<Self>, message: &Message, reason: &'static str) {
         let (Some(target), Some(broker)) = (&self.spec.dead_letter, self.broker.upgrade()) else {
             return;
         };
@@ -344,7 +347,7 @@ impl Queue {
         }
         if *at_least_once && self.spec.kind == QueueKind::Quorum {
             if !matches!(route(&broker, copy.clone()), Ok(None)) {
-                dead_letter_later(Arc::downgrade(&broker), self.spec.name.clone(), copy);
+                dead_letter_later(Arc::downgrade(&broker), Arc::downgrade(self), copy);
             }
         } else {
             // As in RabbitMQ, an at-most-once dead letter that no queue takes is dropped.
@@ -354,7 +357,13 @@ impl Queue {
 
     /// Settles a delivery of `message`, handed back `returns` times before. A requeue past the
     /// queue's delivery limit dead-letters it instead, as RabbitMQ's quorum queues do.
-    fn settle(&self, consumer: u64, message: Arc<Message>, returns: u32, outcome: Settle) {
+    fn settle(
+        self: &Arc<Self>,
+        consumer: u64,
+        message: Arc<Message>,
+        returns: u32,
+        outcome: Settle,
+    ) {
         let dead = {
             let mut state = lock(&self.state);
             if state.deleted {

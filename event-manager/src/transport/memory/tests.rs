@@ -184,9 +184,11 @@ async fn reject_one(broker: &InMemoryBroker, queue: &str) {
 #[tokio::test(start_paused = true)]
 async fn an_at_least_once_dead_letter_waits_for_its_target() {
     let broker = InMemoryBroker::new();
+    let mut specs = Vec::new();
     for (name, kind, target) in [
         ("src", QueueKind::Quorum, "dlq"),
         ("classic", QueueKind::Classic, "nowhere"),
+        ("gone", QueueKind::Quorum, "gone_dlq"),
     ] {
         let mut source = QueueSpec::durable(name);
         source.kind = kind;
@@ -197,9 +199,14 @@ async fn an_at_least_once_dead_letter_waits_for_its_target() {
         });
         broker.declare_queue(&source).await.unwrap();
         reject_one(&broker, name).await;
+        specs.push(source);
     }
+    // A source queue deleted takes its waiting dead letter with it, even when a queue of the
+    // same name comes back.
+    broker.delete_queue("gone").await.unwrap();
+    broker.declare_queue(&specs[2]).await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    for target in ["dlq", "nowhere"] {
+    for target in ["dlq", "nowhere", "gone_dlq"] {
         broker
             .declare_queue(&QueueSpec::durable(target))
             .await
@@ -213,4 +220,5 @@ async fn an_at_least_once_dead_letter_waits_for_its_target() {
     );
     assert_eq!(broker.queue_len("src").await.unwrap(), 0);
     assert_eq!(broker.queue_len("nowhere").await.unwrap(), 0);
+    assert_eq!(broker.queue_len("gone_dlq").await.unwrap(), 0);
 }

@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use lapin::Channel;
-use lapin::options::{BasicAckOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -75,7 +75,12 @@ const MAX_BATCH: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
     Ack,
-    Reject { requeue: bool },
+    Reject {
+        requeue: bool,
+    },
+    /// Put back unprocessed (`basic.nack` with requeue): unlike `basic.reject`, it does not
+    /// count as a failed delivery against a quorum queue's delivery limit (RabbitMQ 4.3).
+    HandBack,
 }
 
 /// One frame to send, in order.
@@ -83,6 +88,21 @@ pub(super) enum Outcome {
 pub(super) enum Frame {
     Ack { tag: u64, multiple: bool },
     Reject { tag: u64, requeue: bool },
+    HandBack { tag: u64 },
+}
+
+impl Frame {
+    /// The frame that settles the single delivery `tag` with `outcome`.
+    fn single(tag: u64, outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Ack => Self::Ack {
+                tag,
+                multiple: false,
+            },
+            Outcome::Reject { requeue } => Self::Reject { tag, requeue },
+            Outcome::HandBack => Self::HandBack { tag },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,14 +224,14 @@ impl Ledger {
                 Slot::Pending => break,
                 Slot::Sent => {}
                 Slot::Finished(Outcome::Ack) => last_ack = Some(tag),
-                Slot::Finished(Outcome::Reject { requeue }) => {
+                Slot::Finished(outcome) => {
                     if let Some(ack) = last_ack.take() {
                         out.push(Frame::Ack {
                             tag: ack,
                             multiple: true,
                         });
                     }
-                    out.push(Frame::Reject { tag, requeue });
+                    out.push(Frame::single(tag, outcome));
                 }
             }
             self.slots.pop_front();
@@ -244,13 +264,7 @@ impl Ledger {
                     continue;
                 };
                 if let Slot::Finished(outcome) = *slot {
-                    out.push(match outcome {
-                        Outcome::Ack => Frame::Ack {
-                            tag,
-                            multiple: false,
-                        },
-                        Outcome::Reject { requeue } => Frame::Reject { tag, requeue },
-                    });
+                    out.push(Frame::single(tag, outcome));
                     *slot = Slot::Sent;
                 }
             }
@@ -442,6 +456,15 @@ fn send(channel: &Channel, frame: Frame) -> Result<(), lapin::Error> {
         Frame::Reject { tag, requeue } => channel
             .basic_reject(tag, BasicRejectOptions { requeue })
             .now_or_never(),
+        Frame::HandBack { tag } => channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                },
+            )
+            .now_or_never(),
     };
     queued.unwrap_or(Ok(()))
 }
@@ -476,6 +499,13 @@ impl Ticket {
     pub(super) fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
         self.path
             .settle(self.generation, self.tag, Outcome::Reject { requeue })
+    }
+
+    /// Puts the delivery back in its queue unprocessed (`basic.nack`): a delivery that
+    /// reached the client but was never handed to a callback.
+    pub(super) fn hand_back(self) -> Result<(), ConsumeError> {
+        self.path
+            .settle(self.generation, self.tag, Outcome::HandBack)
     }
 }
 

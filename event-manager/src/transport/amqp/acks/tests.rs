@@ -43,7 +43,7 @@ fn broker(n: u64, frames: &[Frame]) -> Vec<Option<Frame>> {
     for &frame in frames {
         let (tag, multiple) = match frame {
             Frame::Ack { tag, multiple } => (tag, multiple),
-            Frame::Reject { tag, .. } => (tag, false),
+            Frame::Reject { tag, .. } | Frame::HandBack { tag } => (tag, false),
         };
         assert!(
             settled[tag as usize].is_none(),
@@ -290,4 +290,26 @@ fn batches_follow_the_prefetch() {
     }
     assert_eq!(l.finish(0, 1, Outcome::Ack), Ok(false));
     assert_eq!(l.finish(0, 2, Outcome::Ack), Ok(true));
+}
+
+/// A delivery handed back unprocessed leaves as `basic.nack` (which RabbitMQ 4.3 does not
+/// count against a quorum queue's delivery limit), in its place in the run.
+#[test]
+fn a_delivery_handed_back_is_a_nack_in_its_place() {
+    let mut l = ledger(3);
+    let now = Instant::now();
+    l.finish(0, 1, Outcome::Ack).unwrap();
+    l.finish(0, 2, Outcome::HandBack).unwrap();
+    l.finish(0, 3, Outcome::Ack).unwrap();
+    let frames = flush(&mut l, now);
+    assert_eq!(frames, [ack(1), Frame::HandBack { tag: 2 }, ack(3)]);
+    assert_eq!(
+        broker(3, &frames),
+        [
+            None,
+            Some(single(1)),
+            Some(Frame::HandBack { tag: 2 }),
+            Some(single(3))
+        ]
+    );
 }
