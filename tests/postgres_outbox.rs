@@ -54,6 +54,14 @@ impl Db {
         }
     }
 
+    /// The statement that records a charge: `$1` the order id, `$2` a text.
+    fn insert_charge(&self) -> String {
+        format!(
+            "insert into {}.charges (order_id, message_id) values ($1, $2)",
+            self.schema
+        )
+    }
+
     async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar(&sql.replace("$schema", &self.schema))
             .fetch_one(&self.pool)
@@ -89,17 +97,20 @@ impl Db {
     }
 }
 
+/// The service `name` on `bus`, taking the orders, with fast retries.
+fn inbox_billing(bus: &Bus, name: &str) -> event_manager::Service {
+    let mut billing = bus.service(name);
+    billing.bind(ORDER, "order.*.submit").unwrap();
+    billing.retry(RetryPolicy::new(5, vec![Duration::from_millis(20)]));
+    billing
+}
+
 /// Starts `billing` on `bus`: one charge per order through the inbox of `db`, failing the
 /// first attempt of every order divisible by 7 (after its insert, which must roll back).
 async fn start_billing(bus: &Bus, db: &Db) -> (event_manager::RunningService, Inbox<PgStore>) {
     let inbox = Inbox::new(db.store.clone());
-    let mut billing = bus.service("inbox_billing");
-    billing.bind(ORDER, "order.*.submit").unwrap();
-    billing.retry(RetryPolicy::new(5, vec![Duration::from_millis(20)]));
-    let insert = format!(
-        "insert into {}.charges (order_id, message_id) values ($1, $2)",
-        db.schema
-    );
+    let mut billing = inbox_billing(bus, "inbox_billing");
+    let insert = db.insert_charge();
     billing.on_tx(&inbox, Order::SUBMIT, move |order: Order, ctx, tx| {
         let insert = insert.clone();
         Box::pin(async move {
@@ -252,14 +263,9 @@ async fn two_callbacks_sharing_an_inbox_each_run_once() {
     let db = Db::new("twocb").await;
     let bus = Bus::in_memory();
     let inbox = Inbox::new(db.store.clone());
-    let mut billing = bus.service("inbox_billing_two");
-    billing.bind(ORDER, "order.*.submit").unwrap();
-    billing.retry(RetryPolicy::new(5, vec![Duration::from_millis(20)]));
+    let mut billing = inbox_billing(&bus, "inbox_billing_two");
     for name in ["charge", "audit"] {
-        let insert = format!(
-            "insert into {}.charges (order_id, message_id) values ($1, $2)",
-            db.schema
-        );
+        let insert = db.insert_charge();
         billing.on_tx(&inbox, Order::SUBMIT, move |order: Order, ctx, tx| {
             let insert = insert.clone();
             Box::pin(async move {

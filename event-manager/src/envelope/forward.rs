@@ -261,6 +261,18 @@ fn remove_ours(headers: &mut Headers, name: &str) -> Option<HeaderValue> {
 mod tests {
     use super::*;
 
+    /// `m` dead-lettered by the `billing` service after `attempts` failed attempts.
+    fn billing_dead_letter(m: &Message, attempts: u32, reason: &str) -> Message {
+        to_dead_letter(
+            m,
+            "billing.dlq",
+            "billing",
+            attempts,
+            DeadLetterKind::HandlerFailed,
+            reason,
+        )
+    }
+
     fn bare(key: &str) -> Message {
         Message {
             exchange: "order".into(),
@@ -279,14 +291,7 @@ mod tests {
         let r = read(&retry).unwrap();
         assert_eq!((r.routing_key, r.attempts), ("order.v1.submit", 1));
         assert_eq!(original_exchange(&retry), "order");
-        let dead = to_dead_letter(
-            &retry,
-            "billing.dlq",
-            "billing",
-            3,
-            DeadLetterKind::HandlerFailed,
-            "boom",
-        );
+        let dead = billing_dead_letter(&retry, 3, "boom");
         let h = &dead.properties.headers;
         assert_eq!(
             h.get_str(ORIGINAL_ROUTING_KEY_HEADER),
@@ -330,14 +335,7 @@ mod tests {
             "meta",
             HeaderValue::Table(vec![("k".to_owned(), HeaderValue::Int(1))]),
         );
-        let dead = to_dead_letter(
-            &m,
-            "billing.dlq",
-            "billing",
-            3,
-            DeadLetterKind::HandlerFailed,
-            "boom",
-        );
+        let dead = billing_dead_letter(&m, 3, "boom");
         let d = &dead.properties;
         assert_eq!(d.reply_to.as_deref(), Some("replies"));
         assert_eq!(d.content_encoding.as_deref(), Some("utf-8"));
@@ -368,14 +366,7 @@ mod tests {
         let mut m = bare("order.v1.submit");
         m.properties.headers.insert("big", "x".repeat(100_000));
         m.properties.headers.insert("small", "y");
-        let mut dead = to_dead_letter(
-            &m,
-            "billing.dlq",
-            "billing",
-            1,
-            DeadLetterKind::HandlerFailed,
-            &"r".repeat(10_000),
-        );
+        let mut dead = billing_dead_letter(&m, 1, &"r".repeat(10_000));
         assert_eq!(
             dead.properties
                 .headers
@@ -404,14 +395,7 @@ mod tests {
             .headers
             .insert(cloud_events::SOURCE, "s".repeat(120_000));
         m.properties.headers.insert("foreign", "f".repeat(1_000));
-        let mut dead = to_dead_letter(
-            &m,
-            "billing.dlq",
-            "billing",
-            5,
-            DeadLetterKind::HandlerFailed,
-            "boom",
-        );
+        let mut dead = billing_dead_letter(&m, 5, "boom");
         assert!(shrink_headers(&mut dead, 100_000));
         let h = &dead.properties.headers;
         assert!(h.get(cloud_events::SOURCE).is_none());
@@ -457,14 +441,7 @@ mod tests {
         m.properties
             .headers
             .insert(DROPPED_HEADERS_HEADER, "d".repeat(120_000));
-        let mut dead = to_dead_letter(
-            &m,
-            "billing.dlq",
-            "billing",
-            5,
-            DeadLetterKind::HandlerFailed,
-            "boom",
-        );
+        let mut dead = billing_dead_letter(&m, 5, "boom");
         assert!(shrink_headers(&mut dead, 100_000));
         let h = &dead.properties.headers;
         assert_eq!(
