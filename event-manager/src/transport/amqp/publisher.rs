@@ -8,7 +8,6 @@
 //! starts each publish in turn and collects the confirms as the writes complete; many
 //! publishes cost one wake-up of the task, not one each.
 //!
-//!
 //! * confirmed and routed → `Ok`; came back → [`PublishError::Unroutable`]; negative
 //!   confirm → [`PublishError::Nacked`];
 //! * the channel or connection broke first → kept, and re-sent with the same message id on a
@@ -21,19 +20,16 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Channel, Connection, PublisherConfirm};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Sleep};
 
-use super::confirms::{Confirms, Decision};
-use super::convert::{is_missing_exchange, short, to_amqp};
+use super::confirms::{Confirms, Decision, LapinConfirm, LapinWrite, lapin_sync, lapin_write};
+use super::convert::is_missing_exchange;
 use super::link::{CHANNEL_CLOSE_TIMEOUT, Health, Link, close_channel, open_within};
 use crate::error::{Cause, Entity, PublishError, TopologyError};
 use crate::message::Message;
@@ -110,7 +106,8 @@ impl Publisher {
             health: link.health(),
             link,
             channel,
-            writing: FuturesUnordered::new(),
+            generation: 0,
+            older: Vec::new(),
             confirms: Confirms::new(),
             resend: VecDeque::new(),
             refused: Vec::new(),
@@ -175,19 +172,6 @@ impl Publisher {
     }
 }
 
-/// How the write of a publish ended: its confirm to wait for, or why there is none.
-type Written = Result<PublisherConfirm, WriteFailure>;
-
-enum WriteFailure {
-    /// The channel or connection failed.
-    Failed(lapin::Error),
-    /// Not written by the message's deadline (a blocked connection).
-    TimedOut,
-}
-
-/// A publish being written, handing its message back with the outcome.
-type Writing = Pin<Box<dyn Future<Output = (Pending, Written)> + Send>>;
-
 /// A usable channel again: a new one (with its connection), or `None` to go on with the
 /// current one; or why there will be none.
 type Recovered = Result<Option<(Arc<Connection>, Channel)>, String>;
@@ -195,8 +179,7 @@ type Recovered = Result<Option<(Arc<Connection>, Channel)>, String>;
 /// What woke the task.
 enum Event {
     HealthChanged,
-    Decided(Vec<(Pending, Decision)>),
-    Written(Box<Pending>, Written),
+    Decided(Vec<(Pending, Decision<lapin::Error>)>),
     Recovered(Recovered),
     Request(Option<Box<Pending>>),
     Deadline,
@@ -207,9 +190,13 @@ struct Task {
     /// The connection `channel` is on.
     connection: Arc<Connection>,
     channel: Channel,
-    /// Publishes started and not yet written (their frames are queued in lapin).
-    writing: FuturesUnordered<Writing>,
-    confirms: Confirms<Pending>,
+    /// Counts the channels published on; `channel` is this one.
+    generation: u64,
+    /// Earlier channels with publishes still watched, each with its generation.
+    older: Vec<(u64, Channel)>,
+    /// Publishes from their write to their outcome (written ones have their frames queued
+    /// in lapin).
+    confirms: Confirms<Pending, LapinWrite, LapinConfirm, lapin::Error>,
     /// Messages a failure interrupted, to send again once the channel works.
     resend: VecDeque<Pending>,
     /// Messages the broker refused, to send again at the instant given.
@@ -245,11 +232,12 @@ impl Task {
                         self.settle(pending, decision);
                     }
                 }
-                Event::Written(pending, written) => self.written(*pending, written),
                 Event::Recovered(Ok(channel)) => {
                     if let Some((connection, channel)) = channel {
                         self.connection = connection;
-                        self.channel = channel;
+                        let old = std::mem::replace(&mut self.channel, channel);
+                        self.older.push((self.generation, old));
+                        self.generation += 1;
                     }
                     if self.resend.is_empty() {
                         tracing::debug!("publisher on a new channel");
@@ -275,12 +263,15 @@ impl Task {
                 Event::Request(None) => return,
                 Event::Deadline => self.expire(),
             }
+            let confirms = &self.confirms;
+            self.older
+                .retain(|(generation, _)| confirms.watches(*generation));
         }
     }
 
     /// Publishes started and not decided yet.
     fn in_flight(&self) -> usize {
-        self.confirms.len() + self.writing.len()
+        self.confirms.len()
     }
 
     /// Whether a new request can be started now.
@@ -299,7 +290,8 @@ impl Task {
         }
         let Self {
             confirms,
-            writing,
+            channel,
+            older,
             recovering,
             health,
             timer,
@@ -312,12 +304,16 @@ impl Task {
                 // The transport is gone: nothing will publish through it again.
                 Err(_) => Event::Request(None),
             },
-            decided = std::future::poll_fn(|cx| confirms.poll_decided(cx, |p| &p.message)) => {
-                Event::Decided(decided)
-            }
-            Some((pending, written)) = writing.next(), if !writing.is_empty() => {
-                Event::Written(Box::new(pending), written)
-            }
+            decided = std::future::poll_fn(|cx| {
+                let sync = || {
+                    let mut returned = lapin_sync(channel);
+                    for (_, old) in older.iter() {
+                        returned.extend(lapin_sync(old));
+                    }
+                    returned
+                };
+                confirms.poll_decided(cx, |p| &p.message, sync)
+            }) => Event::Decided(decided),
             result = async {
                 match recovering.as_mut() {
                     Some(recovery) => recovery.await,
@@ -378,51 +374,17 @@ impl Task {
             return;
         }
         pending.sends += 1;
-        let channel = self.channel.clone();
-        let mut writing: Writing = Box::pin(async move {
-            let message = &pending.message;
-            let publish = channel.basic_publish(
-                short(&message.exchange),
-                short(&message.routing_key),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &message.body,
-                to_amqp(&message.properties),
-            );
-            // A blocked connection (memory or disk alarm) sends nothing: bound the wait.
-            let written = match tokio::time::timeout_at(pending.deadline, publish).await {
-                Ok(Ok(confirm)) => Ok(confirm),
-                Ok(Err(error)) => Err(WriteFailure::Failed(error)),
-                Err(_) => Err(WriteFailure::TimedOut),
-            };
-            (pending, written)
-        });
-        // The first poll queues the frames; the task's own poll of `writing` follows.
-        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        match writing.as_mut().poll(&mut cx) {
-            Poll::Ready((pending, written)) => self.written(pending, written),
-            Poll::Pending => self.writing.push(writing),
+        let write = lapin_write(&self.channel, &pending.message);
+        let deadline = pending.deadline;
+        if let Err((pending, error)) = self
+            .confirms
+            .insert(pending, deadline, write, self.generation)
+        {
+            self.interrupted(pending, error);
         }
     }
 
-    /// A publish was written (or could not be): wait for its confirm, or decide it.
-    fn written(&mut self, pending: Pending, written: Written) {
-        match written {
-            Ok(confirm) => {
-                let deadline = pending.deadline;
-                self.confirms.insert(pending, deadline, confirm);
-            }
-            Err(WriteFailure::Failed(error)) => self.interrupted(pending, error),
-            Err(WriteFailure::TimedOut) => {
-                let error = pending.timeout(self.confirm_timeout);
-                pending.answer(Err(error));
-            }
-        }
-    }
-
-    fn settle(&mut self, pending: Pending, decision: Decision) {
+    fn settle(&mut self, pending: Pending, decision: Decision<lapin::Error>) {
         let message = &pending.message;
         let result = match decision {
             Decision::Routed => Ok(()),
@@ -574,9 +536,7 @@ impl Task {
         requests.close();
         // Publishes still being written are dropped with their messages: their callers are
         // told the publisher stopped.
-        self.writing = FuturesUnordered::new();
-        let far = Instant::now() + crate::LONGEST_WAIT;
-        let mut all: Vec<Pending> = self.confirms.expire(far);
+        let mut all: Vec<Pending> = self.confirms.take_all();
         all.extend(self.resend.drain(..));
         all.extend(self.refused.drain(..).map(|(_, pending)| pending));
         while let Ok(pending) = requests.try_recv() {
