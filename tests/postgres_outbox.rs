@@ -302,32 +302,78 @@ async fn two_callbacks_sharing_an_inbox_each_run_once() {
     db.drop().await;
 }
 
-/// A row the relay cannot read (here: a header of a form no release writes) stays pending
-/// with an error, and the rows after it are published: it used to stop every batch at its
-/// place, so that nothing written after it was ever relayed.
+/// Gives the first `rows` rows of the outbox a header of a form no release writes.
+async fn corrupt_first_rows(db: &Db, rows: i64) {
+    sqlx::query(&format!(
+        r#"update {t} set properties = '{{"headers": [["odd", {{"q": 1}}]]}}'
+           where id in (select id from {t} order by id limit $1)"#,
+        t = db.store.outbox_table()
+    ))
+    .bind(rows)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}
+
+fn is_unreadable(drained: &Result<u64, event_manager::outbox::StoreError>) -> bool {
+    matches!(drained, Err(event_manager::outbox::StoreError::Corrupt { reason, .. }) if reason.contains("odd"))
+}
+
+/// A row the relay cannot read stays pending with an error, and the rows after it are
+/// published: it used to stop every batch at its place, so that nothing written after it
+/// was ever relayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_cannot_be_read_does_not_hold_up_the_others() {
     let db = Db::new("corrupt").await;
     let bus = Bus::in_memory();
     db.commit_orders(&bus, 1..=3).await;
-    sqlx::query(&format!(
-        r#"update {t} set properties = '{{"headers": [["odd", {{"q": 1}}]]}}'
-           where id = (select min(id) from {t})"#,
-        t = db.store.outbox_table()
-    ))
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    corrupt_first_rows(&db, 1).await;
     let relay = Relay::new(&bus, db.store.clone()).unroutable(event_manager::Unroutable::Ignore);
     let drained = relay.drain().await;
-    assert!(
-        matches!(&drained, Err(event_manager::outbox::StoreError::Corrupt { reason, .. }) if reason.contains("odd")),
-        "{drained:?}"
-    );
+    assert!(is_unreadable(&drained), "{drained:?}");
     assert_eq!(
         db.store.pending().await.unwrap(),
         1,
         "the other two rows went out"
     );
+    db.drop().await;
+}
+
+/// More unreadable rows than a batch holds, at the head of the outbox: each claim used to
+/// take only them, so that a running relay published nothing, ever. They are now left out
+/// of the claims for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_unreadable_rows_does_not_stop_the_relay() {
+    let db = Db::new("corrupt_batch").await;
+    let bus = Bus::in_memory();
+    db.commit_orders(&bus, 1..=5).await;
+    corrupt_first_rows(&db, 3).await;
+    let relay = Relay::new(&bus, db.store.clone())
+        .unroutable(event_manager::Unroutable::Ignore)
+        .batch_size(2);
+    let drained = relay.drain().await;
+    assert!(is_unreadable(&drained), "{drained:?}");
+    assert_eq!(
+        db.store.pending().await.unwrap(),
+        3,
+        "the two readable rows went out"
+    );
+    // A running relay, on a store of its own (the same tables, nothing remembered), too.
+    let store = PgStore::with_tables(
+        db.pool.clone(),
+        db.store.outbox_table(),
+        db.store.inbox_table(),
+    )
+    .unwrap();
+    let relay = Relay::new(&bus, store)
+        .unroutable(event_manager::Unroutable::Ignore)
+        .batch_size(2)
+        .poll_interval(std::time::Duration::from_millis(10));
+    db.commit_orders(&bus, 6..=7).await;
+    let published = relay
+        .run_until(tokio::time::sleep(std::time::Duration::from_secs(2)))
+        .await;
+    assert_eq!(published, 2);
+    assert_eq!(db.store.pending().await.unwrap(), 3);
     db.drop().await;
 }

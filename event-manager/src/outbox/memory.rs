@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::relay::{OutboxStore, Publisher};
+use super::relay::{OutboxStore, Publisher, UNREADABLE_RETRY};
 use super::{InboxStore, OutboxMessage, OutboxWrite, StoreError};
 
 type Effect = Box<dyn FnOnce() + Send>;
@@ -41,6 +41,8 @@ struct Row {
     message: OutboxMessage,
     claimed: bool,
     sent: Option<Instant>,
+    /// Found unreadable: left out of the claims until then.
+    unreadable_until: Option<Instant>,
 }
 
 /// A transaction on a [`MemoryStore`]: outbox rows, inbox records and effects
@@ -107,6 +109,14 @@ impl MemoryStore {
     pub fn inbox_len(&self) -> usize {
         self.lock().inbox.len()
     }
+
+    /// Replaces the stored properties of the first `rows` outbox rows, as an edit by hand.
+    #[cfg(test)]
+    pub(super) fn overwrite_properties(&self, rows: usize, properties: &str) {
+        for row in self.lock().outbox.iter_mut().take(rows) {
+            row.message.properties = properties.to_owned();
+        }
+    }
 }
 
 impl MemoryTx {
@@ -126,6 +136,7 @@ impl MemoryTx {
                     message,
                     claimed: false,
                     sent: None,
+                    unreadable_until: None,
                 });
             }
             let now = Instant::now();
@@ -168,11 +179,13 @@ impl MemoryStore {
     fn claim(&self, limit: usize) -> Vec<(usize, OutboxMessage)> {
         let mut state = self.lock();
         let mut claimed = Vec::new();
+        let now = Instant::now();
         for (i, row) in state.outbox.iter_mut().enumerate() {
             if claimed.len() == limit {
                 break;
             }
-            if row.sent.is_none() && !row.claimed {
+            let unreadable = row.unreadable_until.is_some_and(|until| until > now);
+            if row.sent.is_none() && !row.claimed && !unreadable {
                 row.claimed = true;
                 claimed.push((i, row.message.clone()));
             }
@@ -190,11 +203,13 @@ impl OutboxStore for MemoryStore {
         let sent = confirmed.iter().filter(|ok| **ok).count();
         let now = Instant::now();
         let mut state = self.lock();
-        for ((i, _), ok) in claimed.iter().zip(confirmed) {
+        for ((i, message), ok) in claimed.iter().zip(confirmed) {
             let row = &mut state.outbox[*i];
             row.claimed = false;
             if ok {
                 row.sent = Some(now);
+            } else if message.to_message().is_err() {
+                row.unreadable_until = Some(now + UNREADABLE_RETRY);
             }
         }
         match failure {

@@ -111,7 +111,7 @@ pub use codec::{DERIVED_KEY_PREFIX, OutboxMessage, dedup_key};
 pub use inbox::{DEFAULT_DEDUP_WINDOW, Inbox, InboxStore, TxCallback};
 pub use memory::{MemoryStore, MemoryTx};
 pub use postgres::{DEFAULT_INBOX_TABLE, DEFAULT_OUTBOX_TABLE, PgStore};
-pub use relay::{DEFAULT_RETENTION, OutboxStore, Publisher, Relay};
+pub use relay::{DEFAULT_RETENTION, OutboxStore, Publisher, Relay, UNREADABLE_RETRY};
 /// The sqlx this module is built with, for callers to use the same version.
 pub use sqlx;
 

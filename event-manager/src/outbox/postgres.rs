@@ -1,11 +1,14 @@
 //! The PostgreSQL store: the outbox and inbox tables, through sqlx.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
-use super::relay::{OutboxStore, Publisher};
+use super::relay::{OutboxStore, Publisher, UNREADABLE_RETRY};
 use super::{InboxStore, OutboxMessage, OutboxWrite, StoreError, check_table_name};
 
 /// The outbox table of [`PgStore::new`] and of [`Bus::outbox`](crate::Bus::outbox).
@@ -25,6 +28,34 @@ pub struct PgStore {
     pool: PgPool,
     outbox_table: String,
     inbox_table: String,
+    /// Outbox rows (by id) left out of the claims.
+    unreadable: Unreadable<i64>,
+}
+
+/// The rows a store found unreadable, each left out of its claims until an instant.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Unreadable<K>(Arc<Mutex<HashMap<K, Instant>>>);
+
+impl<K: Copy + Eq + Hash> Unreadable<K> {
+    /// The rows to leave out of a claim now.
+    pub(crate) fn current(&self) -> Vec<K> {
+        let now = Instant::now();
+        let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        rows.retain(|_, until| *until > now);
+        rows.keys().copied().collect()
+    }
+
+    /// Leaves the rows of `batch` that were not published and cannot be read out of the
+    /// claims for [`UNREADABLE_RETRY`].
+    pub(crate) fn mark(&self, batch: &[(K, &OutboxMessage)], confirmed: &[bool]) {
+        let until = Instant::now() + UNREADABLE_RETRY;
+        let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for ((key, message), ok) in batch.iter().zip(confirmed) {
+            if !ok && message.to_message().is_err() {
+                rows.insert(*key, until);
+            }
+        }
+    }
 }
 
 impl PgStore {
@@ -34,6 +65,7 @@ impl PgStore {
             pool,
             outbox_table: DEFAULT_OUTBOX_TABLE.to_owned(),
             inbox_table: DEFAULT_INBOX_TABLE.to_owned(),
+            unreadable: Unreadable::default(),
         }
     }
 
@@ -45,6 +77,7 @@ impl PgStore {
             pool,
             outbox_table: outbox.to_owned(),
             inbox_table: inbox.to_owned(),
+            unreadable: Unreadable::default(),
         })
     }
 
@@ -175,9 +208,11 @@ impl OutboxStore for PgStore {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&format!(
             "select id, message_id, exchange, durable, routing_key, body, properties from {t}
-             where sent_at is null order by id limit $1 for update skip locked"
+             where sent_at is null and id <> all($2) order by id limit $1
+             for update skip locked"
         ))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(self.unreadable.current())
         .fetch_all(&mut *tx)
         .await?;
         let mut ids = Vec::with_capacity(rows.len());
@@ -194,6 +229,8 @@ impl OutboxStore for PgStore {
             });
         }
         let (confirmed, failure) = publisher.publish_batch(&messages).await;
+        let batch: Vec<(i64, &OutboxMessage)> = ids.iter().copied().zip(&messages).collect();
+        self.unreadable.mark(&batch, &confirmed);
         let sent: Vec<i64> = ids
             .into_iter()
             .zip(confirmed)

@@ -15,13 +15,19 @@ use crate::error::PublishError;
 /// How long sent rows are kept before [`Relay::purge`] deletes them: 24 hours.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a store leaves a row it could not read ([`StoreError::Corrupt`]) out of its
+/// claims before reading it again (it may have been repaired): one minute.
+pub const UNREADABLE_RETRY: Duration = Duration::from_secs(60);
+
 /// Where a [`Relay`] finds pending rows: [`PgStore`](super::PgStore) or
 /// [`MemoryStore`](super::MemoryStore).
 #[async_trait]
 pub trait OutboxStore: Send + Sync + 'static {
     /// Claims up to `limit` pending rows that no other relay holds, publishes them through
     /// [`Publisher::publish_batch`] and marks those the broker confirmed as sent. Returns how
-    /// many were published, or the error when none was.
+    /// many were published, or the error when none was. A row that could not be read
+    /// ([`StoreError::Corrupt`]) should be left out of the claims for a while
+    /// ([`UNREADABLE_RETRY`]), so that such rows cannot fill every batch.
     async fn relay_batch(&self, publisher: &Publisher, limit: usize) -> Result<usize, StoreError>;
 
     /// Deletes rows sent longer than `retention` ago; returns how many.
@@ -40,6 +46,9 @@ pub struct Publisher {
     declared: Arc<Mutex<HashSet<String>>>,
     /// How many publishes of a batch await their confirms at once.
     in_flight: usize,
+    /// The message id of the first row found unreadable since [`Relay::drain`] last asked,
+    /// and why.
+    unreadable: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl Publisher {
@@ -47,7 +56,8 @@ impl Publisher {
     /// [`Relay::in_flight`] above 1 up to that many at once. A row that cannot be read
     /// ([`StoreError::Corrupt`]) never stops a batch: it could never be published, and would
     /// hold up every row after it for ever; it stays pending, with an error in the log, and
-    /// the rows after it go on. Returns which rows the broker confirmed, and the first error.
+    /// the rows after it go on (the store then leaves it out of its claims for
+    /// [`UNREADABLE_RETRY`]). Returns which rows the broker confirmed, and the first error.
     pub async fn publish_batch(&self, rows: &[OutboxMessage]) -> (Vec<bool>, Option<StoreError>) {
         use futures_util::StreamExt;
         let mut confirmed = vec![false; rows.len()];
@@ -95,9 +105,13 @@ impl Publisher {
     /// Publishes `row` with its stored message id and returns once the broker confirmed it.
     /// Declares its exchange first, and again once when the broker says it is missing.
     pub async fn publish(&self, row: &OutboxMessage) -> Result<(), StoreError> {
-        let message = row.to_message().map_err(|reason| StoreError::Corrupt {
-            message_id: row.message_id.clone(),
-            reason,
+        let message = row.to_message().map_err(|reason| {
+            let mut first = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| (row.message_id.clone(), reason.clone()));
+            StoreError::Corrupt {
+                message_id: row.message_id.clone(),
+                reason,
+            }
         })?;
         let transport = self.bus.transport();
         if !self.is_declared(&row.exchange) {
@@ -157,6 +171,7 @@ impl<S: OutboxStore> Relay<S> {
                 unroutable: Unroutable::Error,
                 declared: Arc::default(),
                 in_flight: 1,
+                unreadable: Arc::default(),
             },
             batch_size: 100,
             poll_interval: Duration::from_millis(100),
@@ -212,14 +227,31 @@ impl<S: OutboxStore> Relay<S> {
     }
 
     /// Publishes batches until a claim finds nothing pending (rows other relays hold are not
-    /// waited for); returns how many rows this relay published.
+    /// waited for); returns how many rows this relay published. A row it cannot read does
+    /// not stop it: the others are published, then the first such row is the error
+    /// ([`StoreError::Corrupt`]; it stays pending).
     pub async fn drain(&self) -> Result<u64, StoreError> {
+        let take_unreadable = || {
+            let mut first = self
+                .publisher
+                .unreadable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            first
+                .take()
+                .map(|(message_id, reason)| StoreError::Corrupt { message_id, reason })
+        };
+        take_unreadable();
         let mut total = 0;
+        let mut seen = HashSet::new();
         loop {
-            let n = self.run_once().await?;
-            total += n as u64;
-            if n == 0 {
-                return Ok(total);
+            match self.run_once().await {
+                Ok(0) => return take_unreadable().map_or(Ok(total), Err),
+                Ok(n) => total += n as u64,
+                // The store leaves such rows out of its next claims; one that claims the
+                // same row again would never get further.
+                Err(StoreError::Corrupt { message_id, .. }) if seen.insert(message_id.clone()) => {}
+                Err(error) => return Err(error),
             }
         }
     }

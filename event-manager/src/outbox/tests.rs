@@ -45,6 +45,38 @@ fn recording_service(bus: &Bus, store: &MemoryStore) -> (crate::Service, Handled
     (service, handled)
 }
 
+/// More unreadable rows than a batch holds, at the head of the outbox: they are left out
+/// of the following claims, so that the rows after them are published.
+#[tokio::test]
+async fn a_batch_of_unreadable_rows_does_not_stop_the_relay() {
+    let bus = Bus::in_memory();
+    let store = MemoryStore::new();
+    for id in 0..5 {
+        let mut tx = store.begin();
+        bus.outbox(&mut tx)
+            .publish(PING, &Probe { id })
+            .await
+            .unwrap();
+        tx.commit();
+    }
+    store.overwrite_properties(3, r#"{"headers": [["odd", {"q": 1}]]}"#);
+    let relay = Relay::new(&bus, store.clone())
+        .batch_size(2)
+        .unroutable(crate::Unroutable::Ignore);
+    let drained = relay.drain().await;
+    assert!(
+        matches!(&drained, Err(StoreError::Corrupt { reason, .. }) if reason.contains("odd")),
+        "{drained:?}"
+    );
+    assert_eq!(
+        store.pending().await.unwrap(),
+        3,
+        "the two readable rows went out"
+    );
+    // Left out of the claims: a second drain finds nothing else to do.
+    assert_eq!(relay.drain().await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn committed_events_are_relayed_once_rolled_back_ones_never() {
     let bus = Bus::in_memory();

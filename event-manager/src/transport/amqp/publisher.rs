@@ -376,9 +376,9 @@ impl Task {
         pending.sends += 1;
         let write = lapin_write(&self.channel, &pending.message);
         let deadline = pending.deadline;
-        if let Err((pending, error)) = self
-            .confirms
-            .insert(pending, deadline, write, self.generation)
+        if let Err((pending, error)) =
+            self.confirms
+                .insert(pending, deadline, write, self.generation)
         {
             self.interrupted(pending, error);
         }
