@@ -191,6 +191,47 @@ async fn relayed_twice_handled_once_failures_roll_back() {
     db.drop().await;
 }
 
+/// A callback that swallows the error of a failed statement and returns `Ok`: PostgreSQL
+/// then answers `COMMIT` with a rollback, which sqlx reports as success, so the message was
+/// acknowledged with neither its inbox record nor its writes. It must be tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_a_failed_statement_aborted_is_not_acknowledged() {
+    let db = Db::new("aborted").await;
+    let bus = Bus::in_memory();
+    let inbox = Inbox::new(db.store.clone());
+    let mut billing = inbox_billing(&bus, "inbox_aborted");
+    let insert = db.insert_charge();
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = attempts.clone();
+    billing.on_tx(&inbox, Order::SUBMIT, move |order: Order, ctx, tx| {
+        let insert = insert.clone();
+        let counted = counted.clone();
+        Box::pin(async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if ctx.attempt() == 1 {
+                // "Already there? Never mind." The transaction is aborted all the same.
+                let _ = sqlx::query("select 1 / 0").execute(&mut **tx).await;
+            }
+            let _ = sqlx::query(&insert)
+                .bind(i64::try_from(order.id)?)
+                .bind(ctx.message_id().unwrap_or_default())
+                .execute(&mut **tx)
+                .await;
+            Ok(())
+        })
+    });
+    let running = billing.start().await.unwrap();
+    Order::sample(7).submit(&bus).await.unwrap();
+    wait_for("the charge of the second attempt", async || {
+        db.scalar("select count(*) from $schema.charges").await == 1
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(db.scalar("select count(*) from $schema.inbox").await, 1);
+    db.drop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_relays_skip_each_others_rows() {
     let db = Db::new("skip").await;

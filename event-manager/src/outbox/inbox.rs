@@ -35,7 +35,9 @@ pub trait InboxStore: Send + Sync + 'static {
         key: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Commits `tx`.
+    /// Commits `tx`, or fails when it did not commit (a database that rolls back instead,
+    /// as PostgreSQL does when a statement failed in it): the message is then not
+    /// acknowledged, and is tried again.
     async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError>;
 
     /// Forgets the messages recorded longer than `window` ago; returns how many.

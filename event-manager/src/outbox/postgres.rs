@@ -302,7 +302,13 @@ impl InboxStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
+    /// Commits, unless a statement failed in the transaction: PostgreSQL answers `COMMIT` of
+    /// such a transaction with a rollback, which sqlx reports as success, so a callback that
+    /// swallowed the error of one of its statements would have its message acknowledged
+    /// with nothing written. Any statement fails in it (SQLSTATE 25P02); `select 1` is run
+    /// first to find out.
+    async fn commit(&self, mut tx: Self::Tx) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&mut *tx).await?;
         Ok(tx.commit().await?)
     }
 
