@@ -338,6 +338,20 @@ impl Bus {
         self.inner.unroutable.count()
     }
 
+    /// Applies this bus's unroutable policy for events published with `routing_key` (else
+    /// `fallback`) to the outcome of a publish: `Ok(true)` routed, `Ok(false)` unroutable and
+    /// let through (counted), or the error.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn unroutable_outcome(
+        &self,
+        routing_key: &str,
+        fallback: Unroutable,
+        result: Result<(), PublishError>,
+    ) -> Result<bool, PublishError> {
+        let policies = &self.inner.unroutable;
+        policies.apply(policies.for_key(routing_key, fallback), result)
+    }
+
     /// The broker-side name of `exchange` on this bus.
     pub(crate) fn exchange_name(&self, exchange: Exchange) -> String {
         self.namespaced(exchange.name())

@@ -54,12 +54,15 @@ impl Policies {
 
     /// The policy of one publish of `contract`.
     pub(crate) fn of(&self, contract: &EventContract, chosen: Option<Unroutable>) -> Unroutable {
-        chosen.unwrap_or_else(|| {
-            self.by_key
-                .iter()
-                .find(|(key, _)| *key == contract.routing_key())
-                .map_or(Unroutable::Error, |(_, policy)| *policy)
-        })
+        chosen.unwrap_or_else(|| self.for_key(contract.routing_key(), Unroutable::Error))
+    }
+
+    /// The policy set for events published with `routing_key`, else `fallback`.
+    pub(crate) fn for_key(&self, routing_key: &str, fallback: Unroutable) -> Unroutable {
+        self.by_key
+            .iter()
+            .find(|(key, _)| *key == routing_key)
+            .map_or(fallback, |(_, policy)| *policy)
     }
 
     /// Applies `policy` to the outcome of a publish: `Ok(true)` routed, `Ok(false)`

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::relay::{OutboxStore, Publisher, UNREADABLE_RETRY};
+use super::relay::{OutboxStore, Publisher, hold_back_pause};
 use super::{InboxStore, OutboxMessage, OutboxWrite, StoreError};
 
 type Effect = Box<dyn FnOnce() + Send>;
@@ -41,8 +41,10 @@ struct Row {
     message: OutboxMessage,
     claimed: bool,
     sent: Option<Instant>,
-    /// Found unreadable: left out of the claims until then.
-    unreadable_until: Option<Instant>,
+    /// Held back: left out of the claims until then.
+    held_until: Option<Instant>,
+    /// How many times in a row it was held back.
+    held_times: u32,
 }
 
 /// A transaction on a [`MemoryStore`]: outbox rows, inbox records and effects
@@ -110,11 +112,11 @@ impl MemoryStore {
         self.lock().inbox.len()
     }
 
-    /// Replaces the stored properties of the first `rows` outbox rows, as an edit by hand.
+    /// Edits the first `rows` outbox rows, as by hand.
     #[cfg(test)]
-    pub(super) fn overwrite_properties(&self, rows: usize, properties: &str) {
+    pub(super) fn edit_rows(&self, rows: usize, edit: impl Fn(&mut OutboxMessage)) {
         for row in self.lock().outbox.iter_mut().take(rows) {
-            row.message.properties = properties.to_owned();
+            edit(&mut row.message);
         }
     }
 }
@@ -136,7 +138,8 @@ impl MemoryTx {
                     message,
                     claimed: false,
                     sent: None,
-                    unreadable_until: None,
+                    held_until: None,
+                    held_times: 0,
                 });
             }
             let now = Instant::now();
@@ -184,8 +187,8 @@ impl MemoryStore {
             if claimed.len() == limit {
                 break;
             }
-            let unreadable = row.unreadable_until.is_some_and(|until| until > now);
-            if row.sent.is_none() && !row.claimed && !unreadable {
+            let held = row.held_until.is_some_and(|until| until > now);
+            if row.sent.is_none() && !row.claimed && !held {
                 row.claimed = true;
                 claimed.push((i, row.message.clone()));
             }
@@ -199,20 +202,21 @@ impl OutboxStore for MemoryStore {
     async fn relay_batch(&self, publisher: &Publisher, limit: usize) -> Result<usize, StoreError> {
         let claimed = self.claim(limit);
         let messages: Vec<OutboxMessage> = claimed.iter().map(|(_, m)| m.clone()).collect();
-        let (confirmed, failure) = publisher.publish_batch(&messages).await;
-        let sent = confirmed.iter().filter(|ok| **ok).count();
+        let batch = publisher.publish_batch(&messages).await;
+        let sent = batch.confirmed.iter().filter(|ok| **ok).count();
         let now = Instant::now();
         let mut state = self.lock();
-        for ((i, message), ok) in claimed.iter().zip(confirmed) {
+        for (((i, _), ok), held) in claimed.iter().zip(batch.confirmed).zip(batch.held_back) {
             let row = &mut state.outbox[*i];
             row.claimed = false;
             if ok {
                 row.sent = Some(now);
-            } else if message.to_message().is_err() {
-                row.unreadable_until = Some(now + UNREADABLE_RETRY);
+            } else if held {
+                row.held_times = row.held_times.saturating_add(1);
+                row.held_until = Some(now + hold_back_pause(row.held_times));
             }
         }
-        match failure {
+        match batch.failure {
             Some(error) if sent == 0 => Err(error),
             _ => Ok(sent),
         }

@@ -93,7 +93,10 @@
 //!   written (rows of concurrent relays interleave), awaiting each confirm; with
 //!   [`Relay::in_flight`] it publishes many at once, much faster, but out of order.
 //! * A row the broker refuses as unroutable (no queue bound) stays pending and is retried,
-//!   unless the relay is told otherwise ([`Relay::unroutable`]).
+//!   unless the bus or the relay is told otherwise ([`Bus::with_unroutable`](crate::Bus::with_unroutable),
+//!   [`Relay::unroutable`]). Such a row, like one that cannot be read or whose names or
+//!   headers the broker refuses, is held back ([`HOLD_BACK`]): the rows after it go on, so it
+//!   is published out of order once it goes through.
 //! * The inbox transaction is held open while the callback runs: keep callbacks short.
 
 mod codec;
@@ -111,7 +114,9 @@ pub use codec::{DERIVED_KEY_PREFIX, OutboxMessage, dedup_key};
 pub use inbox::{DEFAULT_DEDUP_WINDOW, Inbox, InboxStore, TxCallback};
 pub use memory::{MemoryStore, MemoryTx};
 pub use postgres::{DEFAULT_INBOX_TABLE, DEFAULT_OUTBOX_TABLE, PgStore};
-pub use relay::{DEFAULT_RETENTION, OutboxStore, Publisher, Relay, UNREADABLE_RETRY};
+pub use relay::{
+    Batch, DEFAULT_RETENTION, HOLD_BACK, OutboxStore, Publisher, Relay, hold_back_pause,
+};
 /// The sqlx this module is built with, for callers to use the same version.
 pub use sqlx;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
-use super::relay::{OutboxStore, Publisher, UNREADABLE_RETRY};
+use super::relay::{HOLD_BACK, OutboxStore, Publisher, hold_back_pause};
 use super::{InboxStore, OutboxMessage, OutboxWrite, StoreError, check_table_name};
 
 /// The outbox table of [`PgStore::new`] and of [`Bus::outbox`](crate::Bus::outbox).
@@ -28,31 +28,39 @@ pub struct PgStore {
     pool: PgPool,
     outbox_table: String,
     inbox_table: String,
-    /// Outbox rows (by id) left out of the claims.
-    unreadable: Unreadable<i64>,
+    /// Outbox rows (by id) held back, left out of the claims.
+    held_back: HeldBack<i64>,
 }
 
-/// The rows a store found unreadable, each left out of its claims until an instant.
+/// The rows a store held back, each left out of its claims until an instant.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Unreadable<K>(Arc<Mutex<HashMap<K, Instant>>>);
+pub(crate) struct HeldBack<K>(Arc<Mutex<HashMap<K, (Instant, u32)>>>);
 
-impl<K: Copy + Eq + Hash> Unreadable<K> {
+impl<K: Copy + Eq + Hash> HeldBack<K> {
     /// The rows to leave out of a claim now.
     pub(crate) fn current(&self) -> Vec<K> {
         let now = Instant::now();
         let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        rows.retain(|_, until| *until > now);
-        rows.keys().copied().collect()
+        // Not held back again for a long while: sent, or repaired.
+        rows.retain(|_, (until, _)| *until + HOLD_BACK > now);
+        rows.iter()
+            .filter(|(_, (until, _))| *until > now)
+            .map(|(key, _)| *key)
+            .collect()
     }
 
-    /// Leaves the rows of `batch` that were not published and cannot be read out of the
-    /// claims for [`UNREADABLE_RETRY`].
-    pub(crate) fn mark(&self, batch: &[(K, &OutboxMessage)], confirmed: &[bool]) {
-        let until = Instant::now() + UNREADABLE_RETRY;
-        let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for ((key, message), ok) in batch.iter().zip(confirmed) {
-            if !ok && message.to_message().is_err() {
-                rows.insert(*key, until);
+    /// Holds back the rows `held` names, each for longer the more often it was
+    /// ([`hold_back_pause`]), and forgets the rows `sent` names.
+    pub(crate) fn hold(&self, rows: &[K], held: &[bool], sent: &[bool]) {
+        let now = Instant::now();
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for ((key, held), sent) in rows.iter().zip(held).zip(sent) {
+            if *held {
+                let (until, times) = map.entry(*key).or_insert((now, 0));
+                *times = times.saturating_add(1);
+                *until = now + hold_back_pause(*times);
+            } else if *sent {
+                map.remove(key);
             }
         }
     }
@@ -65,7 +73,7 @@ impl PgStore {
             pool,
             outbox_table: DEFAULT_OUTBOX_TABLE.to_owned(),
             inbox_table: DEFAULT_INBOX_TABLE.to_owned(),
-            unreadable: Unreadable::default(),
+            held_back: HeldBack::default(),
         }
     }
 
@@ -77,7 +85,7 @@ impl PgStore {
             pool,
             outbox_table: outbox.to_owned(),
             inbox_table: inbox.to_owned(),
-            unreadable: Unreadable::default(),
+            held_back: HeldBack::default(),
         })
     }
 
@@ -212,7 +220,7 @@ impl OutboxStore for PgStore {
              for update skip locked"
         ))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(self.unreadable.current())
+        .bind(self.held_back.current())
         .fetch_all(&mut *tx)
         .await?;
         let mut ids = Vec::with_capacity(rows.len());
@@ -228,12 +236,13 @@ impl OutboxStore for PgStore {
                 properties: row.try_get("properties")?,
             });
         }
-        let (confirmed, failure) = publisher.publish_batch(&messages).await;
-        let batch: Vec<(i64, &OutboxMessage)> = ids.iter().copied().zip(&messages).collect();
-        self.unreadable.mark(&batch, &confirmed);
+        let batch = publisher.publish_batch(&messages).await;
+        self.held_back
+            .hold(&ids, &batch.held_back, &batch.confirmed);
+        let failure = batch.failure;
         let sent: Vec<i64> = ids
             .into_iter()
-            .zip(confirmed)
+            .zip(batch.confirmed)
             .filter_map(|(id, ok)| ok.then_some(id))
             .collect();
         if !sent.is_empty() {

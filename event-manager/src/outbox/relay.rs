@@ -15,9 +15,21 @@ use crate::error::PublishError;
 /// How long sent rows are kept before [`Relay::purge`] deletes them: 24 hours.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-/// How long a store leaves a row it could not read ([`StoreError::Corrupt`]) out of its
-/// claims before reading it again (it may have been repaired): one minute.
-pub const UNREADABLE_RETRY: Duration = Duration::from_secs(60);
+/// The longest a store leaves a row that failed on its own out of its claims before trying
+/// it again: one minute. Such a row cannot be read ([`StoreError::Corrupt`]), no queue is
+/// bound for it ([`PublishError::Unroutable`] under [`Unroutable::Error`]), or the broker
+/// refuses its exchange, names or headers; it stays pending, and the rows after it go on.
+/// It is held back for 1 s the first time, then twice as long each time it fails again
+/// ([`hold_back_pause`]), up to this.
+pub const HOLD_BACK: Duration = Duration::from_secs(60);
+
+/// How long a row is held back after failing on its own `times` times in a row (at least
+/// once): 1 s, 2 s, 4 s … up to [`HOLD_BACK`].
+pub fn hold_back_pause(times: u32) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << times.clamp(1, 7).saturating_sub(1))
+        .min(HOLD_BACK)
+}
 
 /// Where a [`Relay`] finds pending rows: [`PgStore`](super::PgStore) or
 /// [`MemoryStore`](super::MemoryStore).
@@ -25,9 +37,9 @@ pub const UNREADABLE_RETRY: Duration = Duration::from_secs(60);
 pub trait OutboxStore: Send + Sync + 'static {
     /// Claims up to `limit` pending rows that no other relay holds, publishes them through
     /// [`Publisher::publish_batch`] and marks those the broker confirmed as sent. Returns how
-    /// many were published, or the error when none was. A row that could not be read
-    /// ([`StoreError::Corrupt`]) should be left out of the claims for a while
-    /// ([`UNREADABLE_RETRY`]), so that such rows cannot fill every batch.
+    /// many were published, or the error that stopped the batch when none was. The rows
+    /// [`Batch::held_back`] names should be left out of the claims for a while
+    /// ([`hold_back_pause`]), so that such rows cannot fill every batch.
     async fn relay_batch(&self, publisher: &Publisher, limit: usize) -> Result<usize, StoreError>;
 
     /// Deletes rows sent longer than `retention` ago; returns how many.
@@ -35,6 +47,54 @@ pub trait OutboxStore: Send + Sync + 'static {
 
     /// How many rows are not sent yet.
     async fn pending(&self) -> Result<u64, StoreError>;
+}
+
+/// What became of the rows of a batch ([`Publisher::publish_batch`]), row by row.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Batch {
+    /// The broker confirmed the row: mark it sent.
+    pub confirmed: Vec<bool>,
+    /// The row failed on its own (see [`HOLD_BACK`]): it stays pending; leave it out of the
+    /// claims for a while ([`hold_back_pause`]).
+    pub held_back: Vec<bool>,
+    /// The error that stopped the batch (a lost connection, a timeout, a negative confirm):
+    /// the rows after it were not tried, or failed the same way.
+    pub failure: Option<StoreError>,
+}
+
+/// Whether `error` concerns its row alone, not the connection or the broker as a whole.
+fn fails_alone(error: &StoreError) -> bool {
+    use crate::error::TopologyError as T;
+    match error {
+        StoreError::Corrupt { .. } => true,
+        StoreError::Publish(error) => matches!(
+            error,
+            PublishError::Unroutable { .. }
+                | PublishError::HeadersTooLarge { .. }
+                | PublishError::TooLong { .. }
+                | PublishError::DuplicateHeader { .. }
+                | PublishError::Encode { .. }
+                | PublishError::Topology(
+                    T::Mismatch { .. }
+                        | T::NotFound { .. }
+                        | T::NameTooLong { .. }
+                        | T::Refused { .. }
+                )
+        ),
+        _ => false,
+    }
+}
+
+/// The rows held back since a relay last asked.
+#[derive(Debug, Default)]
+struct Held {
+    /// The error of the first.
+    first: Option<StoreError>,
+    /// Their message ids.
+    ids: HashSet<String>,
+    /// Whether one was held back that was not before.
+    fresh: bool,
 }
 
 /// Publishes stored rows on a bus: what a relay hands to [`OutboxStore::relay_batch`].
@@ -46,34 +106,37 @@ pub struct Publisher {
     declared: Arc<Mutex<HashSet<String>>>,
     /// How many publishes of a batch await their confirms at once.
     in_flight: usize,
-    /// The message id of the first row found unreadable since [`Relay::drain`] last asked,
-    /// and why.
-    unreadable: Arc<Mutex<Option<(String, String)>>>,
+    held: Arc<Mutex<Held>>,
 }
 
 impl Publisher {
-    /// Publishes `rows`: one after the other, stopping at the first failure, or with
-    /// [`Relay::in_flight`] above 1 up to that many at once. A row that cannot be read
-    /// ([`StoreError::Corrupt`]) never stops a batch: it could never be published, and would
-    /// hold up every row after it for ever; it stays pending, with an error in the log, and
-    /// the rows after it go on (the store then leaves it out of its claims for
-    /// [`UNREADABLE_RETRY`]). Returns which rows the broker confirmed, and the first error.
-    pub async fn publish_batch(&self, rows: &[OutboxMessage]) -> (Vec<bool>, Option<StoreError>) {
+    /// Publishes `rows`: one after the other, stopping at the first failure of the
+    /// connection or the broker, or with [`Relay::in_flight`] above 1 up to that many at
+    /// once. A row that fails on its own ([`HOLD_BACK`]) never stops a batch: it would hold
+    /// up every row after it for ever; it stays pending, with the error in the log, and the
+    /// rows after it go on. Returns what became of each row.
+    pub async fn publish_batch(&self, rows: &[OutboxMessage]) -> Batch {
         use futures_util::StreamExt;
-        let mut confirmed = vec![false; rows.len()];
-        let mut failure = None;
+        let mut batch = Batch {
+            confirmed: vec![false; rows.len()],
+            held_back: vec![false; rows.len()],
+            failure: None,
+        };
         if self.in_flight <= 1 {
-            for (row, ok) in rows.iter().zip(&mut confirmed) {
+            for (i, row) in rows.iter().enumerate() {
                 match self.publish(row).await {
-                    Ok(()) => *ok = true,
-                    Err(error @ StoreError::Corrupt { .. }) => {
-                        tracing::error!(%error, "an outbox row cannot be read; it stays pending and the rows after it go on");
-                        failure.get_or_insert(error);
+                    Ok(()) => batch.confirmed[i] = true,
+                    Err(error) if fails_alone(&error) => {
+                        batch.held_back[i] = true;
+                        self.hold_back(row, error);
                     }
-                    Err(error) => return (confirmed, Some(failure.unwrap_or(error))),
+                    Err(error) => {
+                        batch.failure = Some(error);
+                        return batch;
+                    }
                 }
             }
-            return (confirmed, failure);
+            return batch;
         }
         // Boxed, so that the future of a relay stays `Send` (no closure in the stream type).
         let publishes: Vec<BoxFuture<'_, Result<(), StoreError>>> = rows
@@ -84,15 +147,43 @@ impl Publisher {
             .buffered(self.in_flight)
             .collect()
             .await;
-        for (result, ok) in results.into_iter().zip(&mut confirmed) {
+        for (i, (result, row)) in results.into_iter().zip(rows).enumerate() {
             match result {
-                Ok(()) => *ok = true,
+                Ok(()) => batch.confirmed[i] = true,
+                Err(error) if fails_alone(&error) => {
+                    batch.held_back[i] = true;
+                    self.hold_back(row, error);
+                }
                 Err(error) => {
-                    failure.get_or_insert(error);
+                    batch.failure.get_or_insert(error);
                 }
             }
         }
-        (confirmed, failure)
+        batch
+    }
+
+    /// Logs why `row` is held back and remembers it.
+    fn hold_back(&self, row: &OutboxMessage, error: StoreError) {
+        if matches!(error, StoreError::Publish(PublishError::Unroutable { .. })) {
+            tracing::warn!(%error, message_id = %row.message_id, "no queue is bound for this outbox row; it stays pending and is tried again later");
+        } else {
+            tracing::error!(%error, message_id = %row.message_id, "this outbox row cannot be published; it stays pending and the rows after it go on");
+        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.ids.insert(row.message_id.clone()) {
+            held.fresh = true;
+        }
+        held.first.get_or_insert(error);
+    }
+
+    /// Forgets the rows held back, and returns the error of the first.
+    fn take_held(&self) -> Option<StoreError> {
+        std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner())).first
+    }
+
+    /// Whether a row was held back for the first time since the last call.
+    fn held_fresh(&self) -> bool {
+        std::mem::take(&mut self.held.lock().unwrap_or_else(|p| p.into_inner()).fresh)
     }
 
     fn is_declared(&self, exchange: &str) -> bool {
@@ -103,15 +194,13 @@ impl Publisher {
     }
 
     /// Publishes `row` with its stored message id and returns once the broker confirmed it.
-    /// Declares its exchange first, and again once when the broker says it is missing.
+    /// Declares its exchange first, and again once when the broker says it is missing. A
+    /// row no queue is bound for follows the bus's policy for its event
+    /// ([`Bus::with_unroutable`]), else the relay's ([`Relay::unroutable`]).
     pub async fn publish(&self, row: &OutboxMessage) -> Result<(), StoreError> {
-        let message = row.to_message().map_err(|reason| {
-            let mut first = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
-            first.get_or_insert_with(|| (row.message_id.clone(), reason.clone()));
-            StoreError::Corrupt {
-                message_id: row.message_id.clone(),
-                reason,
-            }
+        let message = row.to_message().map_err(|reason| StoreError::Corrupt {
+            message_id: row.message_id.clone(),
+            reason,
         })?;
         let transport = self.bus.transport();
         if !self.is_declared(&row.exchange) {
@@ -133,19 +222,13 @@ impl Publisher {
             }
             result => result,
         };
-        match result {
-            Err(PublishError::Unroutable { .. }) if self.unroutable != Unroutable::Error => {
-                if self.unroutable == Unroutable::Log {
-                    tracing::warn!(
-                        message_id = %row.message_id,
-                        routing_key = %row.routing_key,
-                        "no queue is bound for this outbox row; marked sent anyway"
-                    );
-                }
-                Ok(())
-            }
-            result => Ok(result?),
+        let routed = self
+            .bus
+            .unroutable_outcome(&row.routing_key, self.unroutable, result)?;
+        if !routed {
+            tracing::debug!(message_id = %row.message_id, "outbox row marked sent though no queue is bound for it");
         }
+        Ok(())
     }
 }
 
@@ -171,7 +254,7 @@ impl<S: OutboxStore> Relay<S> {
                 unroutable: Unroutable::Error,
                 declared: Arc::default(),
                 in_flight: 1,
-                unreadable: Arc::default(),
+                held: Arc::default(),
             },
             batch_size: 100,
             poll_interval: Duration::from_millis(100),
@@ -227,31 +310,19 @@ impl<S: OutboxStore> Relay<S> {
     }
 
     /// Publishes batches until a claim finds nothing pending (rows other relays hold are not
-    /// waited for); returns how many rows this relay published. A row it cannot read does
-    /// not stop it: the others are published, then the first such row is the error
-    /// ([`StoreError::Corrupt`]; it stays pending).
+    /// waited for); returns how many rows this relay published. Rows that fail on their own
+    /// ([`HOLD_BACK`]) do not stop it: the others are published, then the error of the first
+    /// such row is returned (they stay pending).
     pub async fn drain(&self) -> Result<u64, StoreError> {
-        let take_unreadable = || {
-            let mut first = self
-                .publisher
-                .unreadable
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            first
-                .take()
-                .map(|(message_id, reason)| StoreError::Corrupt { message_id, reason })
-        };
-        take_unreadable();
+        self.publisher.take_held();
         let mut total = 0;
-        let mut seen = HashSet::new();
         loop {
-            match self.run_once().await {
-                Ok(0) => return take_unreadable().map_or(Ok(total), Err),
-                Ok(n) => total += n as u64,
-                // The store leaves such rows out of its next claims; one that claims the
-                // same row again would never get further.
-                Err(StoreError::Corrupt { message_id, .. }) if seen.insert(message_id.clone()) => {}
-                Err(error) => return Err(error),
+            let n = self.run_once().await?;
+            total += n as u64;
+            // A batch of rows all held back for the first time: the store leaves them out
+            // of its next claims, so go on (a store that claims them again gets no further).
+            if n == 0 && !self.publisher.held_fresh() {
+                return self.publisher.take_held().map_or(Ok(total), Err);
             }
         }
     }
@@ -269,6 +340,8 @@ impl<S: OutboxStore> Relay<S> {
         let mut last_purge = tokio::time::Instant::now();
         tokio::pin!(shutdown);
         loop {
+            // Only `drain` reports them; the log has each.
+            self.publisher.take_held();
             let wait = match self.run_once().await {
                 Ok(n) => {
                     total += n as u64;

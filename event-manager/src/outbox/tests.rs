@@ -45,13 +45,8 @@ fn recording_service(bus: &Bus, store: &MemoryStore) -> (crate::Service, Handled
     (service, handled)
 }
 
-/// More unreadable rows than a batch holds, at the head of the outbox: they are left out
-/// of the following claims, so that the rows after them are published.
-#[tokio::test]
-async fn a_batch_of_unreadable_rows_does_not_stop_the_relay() {
-    let bus = Bus::in_memory();
-    let store = MemoryStore::new();
-    for id in 0..5 {
+async fn write_pings(bus: &Bus, store: &MemoryStore, count: u64) {
+    for id in 0..count {
         let mut tx = store.begin();
         bus.outbox(&mut tx)
             .publish(PING, &Probe { id })
@@ -59,7 +54,60 @@ async fn a_batch_of_unreadable_rows_does_not_stop_the_relay() {
             .unwrap();
         tx.commit();
     }
-    store.overwrite_properties(3, r#"{"headers": [["odd", {"q": 1}]]}"#);
+}
+
+/// Rows no queue is bound for, a batch of them at the head of the outbox, under the default
+/// policy (`Unroutable::Error`): they used to stop the relay at their place, so that rows of
+/// every other event waited until someone bound a queue. They are held back instead.
+#[tokio::test]
+async fn rows_no_queue_is_bound_for_do_not_stop_the_relay() {
+    let bus = Bus::in_memory();
+    let store = MemoryStore::new();
+    let (service, handled) = recording_service(&bus, &MemoryStore::new());
+    let running = service.start().await.unwrap();
+    write_pings(&bus, &store, 4).await;
+    store.edit_rows(2, |row| row.routing_key = "probe.v1.nobody".to_owned());
+    let relay = Relay::new(&bus, store.clone()).batch_size(2);
+    let drained = relay.drain().await;
+    assert!(
+        matches!(
+            &drained,
+            Err(StoreError::Publish(PublishError::Unroutable { routing_key, .. })) if routing_key == "probe.v1.nobody"
+        ),
+        "{drained:?}"
+    );
+    assert_eq!(
+        store.pending().await.unwrap(),
+        2,
+        "the routable rows went out"
+    );
+    wait_for("2 handled", || handled.lock().unwrap().len() == 2).await;
+    running.shutdown().await.unwrap();
+}
+
+/// The bus's policy for an event applies to the relay's publishes of its rows.
+#[tokio::test]
+async fn the_relay_follows_the_bus_policy_for_unroutable_events() {
+    let bus = Bus::in_memory();
+    let store = MemoryStore::new();
+    write_pings(&bus, &store, 3).await;
+    let lenient = bus.with_unroutable(PING, crate::Unroutable::Log);
+    let relay = Relay::new(&lenient, store.clone());
+    assert_eq!(relay.drain().await.unwrap(), 3);
+    assert_eq!(store.pending().await.unwrap(), 0);
+    assert_eq!(lenient.unroutable_count(), 3);
+}
+
+/// More unreadable rows than a batch holds, at the head of the outbox: they are left out
+/// of the following claims, so that the rows after them are published.
+#[tokio::test]
+async fn a_batch_of_unreadable_rows_does_not_stop_the_relay() {
+    let bus = Bus::in_memory();
+    let store = MemoryStore::new();
+    write_pings(&bus, &store, 5).await;
+    store.edit_rows(3, |row| {
+        row.properties = r#"{"headers": [["odd", {"q": 1}]]}"#.to_owned();
+    });
     let relay = Relay::new(&bus, store.clone())
         .batch_size(2)
         .unroutable(crate::Unroutable::Ignore);
@@ -239,4 +287,13 @@ async fn a_running_relay_publishes_rows_as_they_commit_and_stops_on_shutdown() {
     assert_eq!(task.await.unwrap(), 20);
     assert_eq!(store.pending().await.unwrap(), 0);
     running.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_row_is_held_back_longer_each_time_up_to_a_minute() {
+    let pauses: Vec<u64> = [0, 1, 2, 3, 6, 7, 8, u32::MAX]
+        .into_iter()
+        .map(|times| hold_back_pause(times).as_secs())
+        .collect();
+    assert_eq!(pauses, [1, 1, 2, 4, 32, 60, 60, 60]);
 }
