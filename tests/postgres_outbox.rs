@@ -421,3 +421,31 @@ async fn a_batch_of_unreadable_rows_does_not_stop_the_relay() {
     assert_eq!(db.store.pending().await.unwrap(), 3);
     db.drop().await;
 }
+
+/// Table names of 62 and 63 bytes: PostgreSQL cuts names to 63 bytes, so the indexes named
+/// `<table>_pending` and `<table>_sent` came out as one name (or the table's), and all but
+/// one were skipped by `create index if not exists`, leaving every claim a full scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_table_names_keep_all_their_indexes() {
+    let db = Db::new("longnames").await;
+    for length in [62, 63] {
+        let outbox = format!("o{}", "x".repeat(length - 1));
+        let inbox = format!("i{}", "x".repeat(length - 1));
+        let store = PgStore::with_tables(
+            db.pool.clone(),
+            &format!("{}.{outbox}", db.schema),
+            &format!("{}.{inbox}", db.schema),
+        )
+        .unwrap();
+        store.create_tables().await.unwrap();
+        // Twice: the second finds everything there.
+        store.create_tables().await.unwrap();
+        for (table, indexes) in [(&outbox, 3), (&inbox, 2)] {
+            let query = format!(
+                "select count(*) from pg_indexes where schemaname = '$schema' and tablename = '{table}'"
+            );
+            assert_eq!(db.scalar(&query).await, indexes, "{table}");
+        }
+    }
+    db.drop().await;
+}

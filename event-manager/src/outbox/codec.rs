@@ -224,7 +224,7 @@ pub fn dedup_key(message_id: Option<&str>, routing_key: &str, body: &[u8]) -> St
 }
 
 /// FNV-1a, 128 bits, over the concatenation of `parts`.
-fn fnv1a_128<const N: usize>(parts: [&[u8]; N]) -> u128 {
+pub(super) fn fnv1a_128<const N: usize>(parts: [&[u8]; N]) -> u128 {
     const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
     let mut hash = OFFSET;

@@ -108,7 +108,7 @@ impl PgStore {
     /// processes at once (serialized by an advisory lock).
     pub async fn create_outbox_table(&self) -> Result<(), StoreError> {
         let t = &self.outbox_table;
-        let index = t.replace('.', "_");
+        let (pending, sent) = (index_name(t, "pending"), index_name(t, "sent"));
         self.create(&[
             format!(
                 "create table if not exists {t} (
@@ -122,8 +122,8 @@ impl PgStore {
                     created_at timestamptz not null default now(),
                     sent_at timestamptz)"
             ),
-            format!("create index if not exists {index}_pending on {t} (id) where sent_at is null"),
-            format!("create index if not exists {index}_sent on {t} (sent_at)"),
+            format!("create index if not exists {pending} on {t} (id) where sent_at is null"),
+            format!("create index if not exists {sent} on {t} (sent_at)"),
         ])
         .await
     }
@@ -132,7 +132,7 @@ impl PgStore {
     /// [`PgStore::create_outbox_table`].
     pub async fn create_inbox_table(&self) -> Result<(), StoreError> {
         let t = &self.inbox_table;
-        let index = t.replace('.', "_");
+        let handled = index_name(t, "handled");
         self.create(&[
             format!(
                 "create table if not exists {t} (
@@ -141,7 +141,7 @@ impl PgStore {
                     handled_at timestamptz not null default now(),
                     primary key (queue, message_key))"
             ),
-            format!("create index if not exists {index}_handled on {t} (handled_at)"),
+            format!("create index if not exists {handled} on {t} (handled_at)"),
         ])
         .await
     }
@@ -207,6 +207,22 @@ impl OutboxWrite for PgConnection {
     ) -> Result<(), StoreError> {
         insert_row(self, table, message).await
     }
+}
+
+/// The name of the index `suffix` of `table`: `<schema>_<table>_<suffix>`. PostgreSQL cuts
+/// names to 63 bytes, which would give the indexes of a long table name one name (or the
+/// table's), so that `create index if not exists` skipped all but one: a longer name is
+/// cut, with a hash of the whole in it.
+fn index_name(table: &str, suffix: &str) -> String {
+    const LONGEST: usize = 63;
+    let name = format!("{}_{suffix}", table.replace('.', "_"));
+    if name.len() <= LONGEST {
+        return name;
+    }
+    let hash = super::codec::fnv1a_128([name.as_bytes()]) as u64;
+    // Table names are ASCII (`check_table_name`): any byte is a boundary.
+    let keep = LONGEST - suffix.len() - 18;
+    format!("{}_{hash:016x}_{suffix}", &name[..keep])
 }
 
 #[async_trait]
