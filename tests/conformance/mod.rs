@@ -83,6 +83,7 @@ macro_rules! shared_conformance_cases {
             running_service_declares_its_topology_again,
             over_long_names_and_ids_are_refused_alike,
             oversized_headers_are_refused_alike,
+            a_dropped_delivery_goes_back_to_its_queue,
         );
     };
 }
@@ -1112,6 +1113,35 @@ pub async fn quorum_is_the_default_and_classic_opt_in(env: &Env) {
 
 /// A delivery handed back unsettled more times than the delivery limit goes to the
 /// dead-letter queue (RabbitMQ: `x-first-death-reason: delivery_limit`), not lost.
+/// A delivery dropped unsettled, from `get` and from a subscription, goes back to its queue
+/// at once, on both transports. On RabbitMQ it used to stay unacknowledged until its channel
+/// closed: for a `get`, as long as the transport lived, and for a subscription, one place of
+/// its prefetch taken for as long.
+pub async fn a_dropped_delivery_goes_back_to_its_queue(env: &Env) {
+    let mut billing = env.service("dropping_billing");
+    billing.on(Order::SUBMIT, |_: Order, _| async { ok() });
+    billing.declare().await.unwrap();
+    let queue = env.broker_queue(billing.queue());
+    Order::sample(81).submit(&env.bus).await.unwrap();
+    drop(env.get_within(&queue).await);
+    let again = env.get_within(&queue).await;
+    assert!(again.redelivered);
+    drop(again);
+    let mut subscription = env.transport().subscribe(&queue, 1).await.unwrap();
+    for round in 0..2 {
+        let next = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the dropped delivery never came back"))
+            .expect("a delivery");
+        assert!(next.redelivered, "round {round}");
+        if round == 1 {
+            next.ack().await.unwrap();
+        }
+    }
+    subscription.cancel().await;
+    assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 0);
+}
+
 pub async fn past_the_delivery_limit_a_delivery_is_dead_lettered(env: &Env) {
     let mut billing = env.service("limited_billing");
     billing.delivery_limit(2);

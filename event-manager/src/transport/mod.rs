@@ -158,7 +158,8 @@ impl QueueSpec {
 }
 
 /// A message delivered to a consumer, to be acknowledged or rejected exactly once. Dropping it
-/// unsettled hands it back to the broker (on RabbitMQ when the channel closes).
+/// unsettled hands it back to its queue at once (on RabbitMQ a `basic.nack` with requeue;
+/// outside a Tokio runtime, a `basic.get` delivery goes back when its channel closes).
 pub struct Incoming {
     /// The message.
     pub message: Arc<Message>,

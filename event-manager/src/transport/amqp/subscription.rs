@@ -20,7 +20,8 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -54,16 +55,48 @@ pub(super) fn incoming(mut delivery: Delivery) -> Incoming {
     Incoming::with_settler(
         message,
         delivery.redelivered,
-        Settler::Amqp(AmqpAcker::Single(delivery.acker)),
+        Settler::Amqp(AmqpAcker(Some(Settle::Single(delivery.acker)))),
     )
 }
 
-/// Settles one delivery on its channel.
-pub(crate) enum AmqpAcker {
+/// Settles one delivery on its channel. Dropped unsettled, it hands the delivery back to
+/// its queue (`basic.nack` with requeue), as the in-memory broker does: it would otherwise
+/// stay unacknowledged until its channel closes, which for a `basic.get` channel is when the
+/// transport closes, and for a consumer's takes a place of its prefetch until then.
+pub(crate) struct AmqpAcker(Option<Settle>);
+
+enum Settle {
     /// A `basic.get` delivery: settled on its own through lapin.
     Single(lapin::Acker),
     /// A consumer's delivery: settled through its channel's ordered [`AckPath`].
     Coalesced(Ticket),
+}
+
+impl Drop for AmqpAcker {
+    fn drop(&mut self) {
+        match self.0.take() {
+            None => {}
+            Some(Settle::Coalesced(ticket)) => {
+                if let Err(error) = ticket.hand_back() {
+                    tracing::debug!(%error, "handing back a dropped delivery failed; it goes back when its channel closes");
+                }
+            }
+            Some(Settle::Single(acker)) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return; // It goes back when its channel closes.
+                };
+                runtime.spawn(async move {
+                    let options = BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    };
+                    if let Err(error) = acker.nack(options).await {
+                        tracing::debug!(%error, "handing back a dropped delivery failed; it goes back when its channel closes");
+                    }
+                });
+            }
+        }
+    }
 }
 
 fn settle_result(result: Result<bool, lapin::Error>) -> Result<(), ConsumeError> {
@@ -86,20 +119,24 @@ fn settle_result(result: Result<bool, lapin::Error>) -> Result<(), ConsumeError>
 impl AmqpAcker {
     /// Acknowledges the delivery. A consumer's delivery is acknowledged once the ack is on
     /// its channel's ordered path; the frame leaves within a few milliseconds.
-    pub(crate) async fn ack(self) -> Result<(), ConsumeError> {
-        match self {
-            Self::Single(acker) => settle_result(acker.ack(BasicAckOptions::default()).await),
-            Self::Coalesced(ticket) => ticket.ack(),
+    pub(crate) async fn ack(mut self) -> Result<(), ConsumeError> {
+        match self.0.take() {
+            Some(Settle::Single(acker)) => {
+                settle_result(acker.ack(BasicAckOptions::default()).await)
+            }
+            Some(Settle::Coalesced(ticket)) => ticket.ack(),
+            None => Ok(()),
         }
     }
 
     /// Rejects the delivery, requeueing it or not.
-    pub(crate) async fn reject(self, requeue: bool) -> Result<(), ConsumeError> {
-        match self {
-            Self::Single(acker) => {
+    pub(crate) async fn reject(mut self, requeue: bool) -> Result<(), ConsumeError> {
+        match self.0.take() {
+            Some(Settle::Single(acker)) => {
                 settle_result(acker.reject(BasicRejectOptions { requeue }).await)
             }
-            Self::Coalesced(ticket) => ticket.reject(requeue),
+            Some(Settle::Coalesced(ticket)) => ticket.reject(requeue),
+            None => Ok(()),
         }
     }
 }
@@ -308,7 +345,7 @@ impl Subscription for AmqpSubscription {
                     return Poll::Ready(Some(Incoming::with_settler(
                         message,
                         delivery.redelivered,
-                        Settler::Amqp(AmqpAcker::Coalesced(ticket)),
+                        Settler::Amqp(AmqpAcker(Some(Settle::Coalesced(ticket)))),
                     )));
                 }
                 Some(Err(e)) => {

@@ -107,8 +107,8 @@ impl Frame {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
-    /// Delivered, not settled yet (or dropped unsettled: it stays unacknowledged until the
-    /// channel closes, and the broker delivers it again).
+    /// Delivered, not settled yet (a delivery dropped unsettled is handed back, see
+    /// [`super::AmqpAcker`]).
     Pending,
     /// Settled, frame not sent yet.
     Finished(Outcome),
