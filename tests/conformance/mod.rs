@@ -84,6 +84,7 @@ macro_rules! shared_conformance_cases {
             over_long_names_and_ids_are_refused_alike,
             oversized_headers_are_refused_alike,
             a_dropped_delivery_goes_back_to_its_queue,
+            a_requeued_message_keeps_its_expiry,
         );
     };
 }
@@ -377,6 +378,39 @@ pub async fn oversized_headers_are_refused_alike(env: &Env) {
     );
     env.transport().publish(message(100_000)).await.unwrap();
     assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 1);
+}
+
+/// A message handed back after its time to live is dead-lettered as expired: RabbitMQ keeps
+/// a message's expiry across requeues. The in-memory broker gave a requeued message a new
+/// identity, which its expiry timer never found: it never expired.
+pub async fn a_requeued_message_keeps_its_expiry(env: &Env) {
+    use event_manager::transport::DeadLetterTarget;
+    let (source, target) = (env.raw_queue("ttl_source"), env.raw_queue("ttl_target"));
+    let transport = env.transport();
+    transport
+        .declare_queue(&QueueSpec::durable(&target))
+        .await
+        .unwrap();
+    let mut spec = QueueSpec::durable(&source);
+    spec.message_ttl = Some(Duration::from_millis(300));
+    spec.dead_letter = Some(DeadLetterTarget {
+        exchange: String::new(),
+        routing_key: Some(target.clone()),
+        at_least_once: false,
+    });
+    transport.declare_queue(&spec).await.unwrap();
+    transport.publish(to_queue(&source)).await.unwrap();
+    let incoming = env.get_within(&source).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    incoming.reject(true).await.unwrap();
+    let dead = env.take(&target).await;
+    assert_eq!(
+        dead.properties.headers.get_str("x-first-death-reason"),
+        Some("expired"),
+        "{:?}",
+        dead.properties.headers
+    );
+    assert_eq!(transport.queue_len(&source).await.unwrap(), 0);
 }
 
 /// A Celery task message from a Python `event_manager` (protocol 2, as Celery 5.7 sends it)

@@ -8,31 +8,22 @@ pub(crate) struct MemoryAcker {
     queue: Arc<Queue>,
     /// The consumer it was handed to ([`GETTER`] for `basic.get`).
     consumer: u64,
-    /// The message, until it is settled.
-    message: Option<Arc<Message>>,
-    /// How many times it was handed back before this delivery.
-    returns: u32,
+    /// The delivery, until it is settled.
+    delivery: Option<Ready>,
 }
 
 impl MemoryAcker {
-    pub(super) fn new(
-        queue: Arc<Queue>,
-        consumer: u64,
-        message: Arc<Message>,
-        returns: u32,
-    ) -> Self {
+    pub(super) fn new(queue: Arc<Queue>, consumer: u64, delivery: Ready) -> Self {
         Self {
             queue,
             consumer,
-            message: Some(message),
-            returns,
+            delivery: Some(delivery),
         }
     }
 
     fn settle(&mut self, outcome: Settle) {
-        if let Some(message) = self.message.take() {
-            self.queue
-                .settle(self.consumer, message, self.returns, outcome);
+        if let Some(delivery) = self.delivery.take() {
+            self.queue.settle(self.consumer, delivery, outcome);
         }
     }
 
@@ -75,9 +66,8 @@ impl MemorySubscription {
             let mut unreturned = self.queue.remove_consumer(self.consumer);
             unreturned.extend(self.taken.drain(..));
             // Handed to this consumer but never returned by `next`: back to the queue.
-            for (message, returns) in unreturned {
-                self.queue
-                    .settle(self.consumer, message, returns, Settle::Requeue);
+            for delivery in unreturned {
+                self.queue.settle(self.consumer, delivery, Settle::Requeue);
             }
         }
     }
@@ -105,14 +95,13 @@ impl Subscription for MemorySubscription {
             return Poll::Ready(None);
         }
         match self.taken.pop_front() {
-            Some((message, returns)) => Poll::Ready(Some(Incoming::with_settler(
-                message.clone(),
-                returns > 0,
+            Some(delivery) => Poll::Ready(Some(Incoming::with_settler(
+                delivery.message.clone(),
+                delivery.returns > 0,
                 Settler::Memory(MemoryAcker::new(
                     self.queue.clone(),
                     self.consumer,
-                    message,
-                    returns,
+                    delivery,
                 )),
             ))),
             None => Poll::Pending,

@@ -9,18 +9,19 @@
 //! ack and reject, requeue with `redelivered` set, unsettled deliveries returned to the queue
 //! when a consumer goes away, per-queue message TTL with dead-letter exchange and routing key,
 //! `mandatory` publishes failing when no queue takes them, and named errors when a queue or
-//! exchange is re-declared with different settings.
+//! exchange is re-declared with different settings. A message expires at the head of its
+//! queue once its TTL is over, and keeps its expiry when it is handed back.
 //!
 //! Where it differs: nothing survives the process (durability is only a flag that must match
-//! on re-declaration), confirms are immediate, and a message expires on its TTL even when it
-//! is not at the head of the queue (RabbitMQ expires from the head; with one TTL per queue,
-//! as the retry queues use, the order is the same).
+//! on re-declaration), and confirms are immediate.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap as HashMap;
@@ -126,15 +127,24 @@ struct Queue {
     state: Mutex<QueueState>,
 }
 
+/// A message in a queue, or handed to a consumer (a delivery).
 struct Ready {
     message: Arc<Message>,
     /// How many times it was handed back (requeued) before: redelivered when not 0.
     returns: u32,
-    seq: u64,
+    /// When it expires, in a queue with a time to live: kept across requeues, as RabbitMQ
+    /// does.
+    expires: Option<Instant>,
 }
 
-/// A message handed to a consumer: the message and how many times it was handed back before.
-type Delivery = (Arc<Message>, u32);
+impl Ready {
+    fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+}
+
+/// A message handed to a consumer.
+type Delivery = Ready;
 
 struct Consumer {
     id: u64,
@@ -154,7 +164,6 @@ struct QueueState {
     ready: VecDeque<Ready>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
-    next_seq: u64,
     next_consumer_id: u64,
     deleted: bool,
 }
@@ -285,40 +294,56 @@ fn route(inner: &Arc<Inner>, message: Message) -> Result<Option<Message>, Topolo
 
 impl Queue {
     fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
-        let seq = {
+        let ttl = self.spec.message_ttl;
+        let expired = {
             let mut state = lock(&self.state);
             if state.deleted {
                 return;
             }
-            let seq = state.next_seq;
-            state.next_seq += 1;
             state.ready.push_back(Ready {
                 message,
                 returns: 0,
-                seq,
+                expires: ttl.map(|ttl| Instant::now() + ttl),
             });
-            state.dispatch();
-            seq
+            state.dispatch()
         };
-        if let Some(ttl) = self.spec.message_ttl {
-            let queue = Arc::downgrade(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(ttl).await;
-                if let Some(queue) = queue.upgrade() {
-                    queue.expire(seq);
-                }
-            });
-        }
+        self.dead_letter_expired(expired);
+        let Some(ttl) = ttl else {
+            return;
+        };
+        // Without a runtime there is no timer: expired messages are then found when they
+        // are taken (`get`) or handed back.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let queue = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(ttl).await;
+            if let Some(queue) = queue.upgrade() {
+                queue.expire_due();
+            }
+        });
     }
 
-    fn expire(self: &Arc<Self>, seq: u64) {
-        let expired = {
+    /// Dead-letters the messages at the head of the queue whose time to live is over, as
+    /// RabbitMQ does (a message behind one that has not expired waits for it; with one TTL
+    /// per queue they expire in order).
+    fn expire_due(self: &Arc<Self>) {
+        let now = Instant::now();
+        let expired: Vec<Ready> = {
             let mut state = lock(&self.state);
-            let at = state.ready.iter().position(|r| r.seq == seq);
-            at.and_then(|at| state.ready.remove(at))
+            let mut expired = Vec::new();
+            while state.ready.front().is_some_and(|r| r.expired(now)) {
+                expired.extend(state.ready.pop_front());
+            }
+            expired
         };
-        if let Some(expired) = expired {
-            self.dead_letter(&expired.message, "expired");
+        self.dead_letter_expired(expired);
+    }
+
+    fn dead_letter_expired(self: &Arc<Self>, expired: Vec<Ready>) {
+        for ready in expired {
+            self.dead_letter(&ready.message, "expired");
         }
     }
 
@@ -355,16 +380,16 @@ impl Queue {
         }
     }
 
-    /// Settles a delivery of `message`, handed back `returns` times before. A requeue past the
-    /// queue's delivery limit dead-letters it instead, as RabbitMQ's quorum queues do.
-    fn settle(
-        self: &Arc<Self>,
-        consumer: u64,
-        message: Arc<Message>,
-        returns: u32,
-        outcome: Settle,
-    ) {
-        let dead = {
+    /// Settles a delivery. A requeue past the queue's delivery limit dead-letters it
+    /// instead, as RabbitMQ's quorum queues do, and so does a requeue past its time to live
+    /// (as expired).
+    fn settle(self: &Arc<Self>, consumer: u64, delivery: Ready, outcome: Settle) {
+        let Ready {
+            message,
+            returns,
+            expires,
+        } = delivery;
+        let (dead, expired) = {
             let mut state = lock(&self.state);
             if state.deleted {
                 return;
@@ -380,27 +405,28 @@ impl Queue {
                         QueueKind::Quorum => self.spec.delivery_limit,
                         QueueKind::Classic => None,
                     };
+                    let back = Ready {
+                        message,
+                        returns,
+                        expires,
+                    };
                     if limit.is_some_and(|limit| returns > limit) {
-                        Some((message, "delivery_limit"))
+                        Some((back.message, "delivery_limit"))
+                    } else if back.expired(Instant::now()) {
+                        Some((back.message, "expired"))
                     } else {
-                        let seq = state.next_seq;
-                        state.next_seq += 1;
-                        state.ready.push_front(Ready {
-                            message,
-                            returns,
-                            seq,
-                        });
+                        state.ready.push_front(back);
                         None
                     }
                 }
                 Settle::Reject => Some((message, "rejected")),
             };
-            state.dispatch();
-            dead
+            (dead, state.dispatch())
         };
         if let Some((message, reason)) = dead {
             self.dead_letter(&message, reason);
         }
+        self.dead_letter_expired(expired);
     }
 
     /// Removes a consumer; returns what was handed to it and not taken yet.
@@ -443,27 +469,35 @@ enum Settle {
 }
 
 impl QueueState {
-    /// Hands ready messages to consumers with room, round-robin.
-    fn dispatch(&mut self) {
+    /// Hands ready messages to consumers with room, round-robin; returns the expired ones it
+    /// found at the head instead, to be dead-lettered once the lock is released.
+    #[must_use]
+    fn dispatch(&mut self) -> Vec<Ready> {
+        let mut expired = Vec::new();
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let n = self.consumers.len();
             let Some(index) = (0..n).map(|i| (self.next_consumer + i) % n).find(|&i| {
                 let c = &self.consumers[i];
                 c.prefetch == 0 || c.in_flight < c.prefetch
             }) else {
-                return;
+                break;
             };
             let Some(ready) = self.ready.pop_front() else {
-                return;
+                break;
             };
+            if ready.expires.is_some() && ready.expired(Instant::now()) {
+                expired.push(ready);
+                continue;
+            }
             let consumer = &mut self.consumers[index];
-            consumer.handed.push_back((ready.message, ready.returns));
+            consumer.handed.push_back(ready);
             consumer.in_flight += 1;
             if let Some(waker) = consumer.waker.take() {
                 waker.wake();
             }
             self.next_consumer = (index + 1) % n;
         }
+        expired
     }
 }
 
@@ -603,7 +637,7 @@ impl Transport for InMemoryBroker {
                 entity: queue_entity(queue),
             })
         })?;
-        let consumer = {
+        let (consumer, expired) = {
             let mut state = lock(&q.state);
             let id = state.next_consumer_id;
             state.next_consumer_id += 1;
@@ -614,9 +648,9 @@ impl Transport for InMemoryBroker {
                 prefetch: usize::from(prefetch),
                 in_flight: 0,
             });
-            state.dispatch();
-            id
+            (id, state.dispatch())
         };
+        q.dead_letter_expired(expired);
         Ok(Box::new(MemorySubscription {
             queue: q,
             consumer,
@@ -631,17 +665,28 @@ impl Transport for InMemoryBroker {
                 entity: queue_entity(queue),
             })
         })?;
-        let ready = {
+        let now = Instant::now();
+        let (ready, expired) = {
             let mut state = lock(&q.state);
-            let Some(ready) = state.ready.pop_front() else {
-                return Ok(None);
+            let mut expired = Vec::new();
+            let ready = loop {
+                match state.ready.pop_front() {
+                    Some(ready) if ready.expired(now) => expired.push(ready),
+                    next => break next,
+                }
             };
-            ready
+            (ready, expired)
+        };
+        for ready in expired {
+            q.dead_letter(&ready.message, "expired");
+        }
+        let Some(ready) = ready else {
+            return Ok(None);
         };
         Ok(Some(Incoming::with_settler(
             ready.message.clone(),
             ready.returns > 0,
-            Settler::Memory(MemoryAcker::new(q, GETTER, ready.message, ready.returns)),
+            Settler::Memory(MemoryAcker::new(q, GETTER, ready)),
         )))
     }
 

@@ -222,3 +222,41 @@ async fn an_at_least_once_dead_letter_waits_for_its_target() {
     assert_eq!(broker.queue_len("nowhere").await.unwrap(), 0);
     assert_eq!(broker.queue_len("gone_dlq").await.unwrap(), 0);
 }
+
+/// Outside a Tokio runtime (a caller on another executor) a publish into a queue with a
+/// time to live used to panic (`tokio::spawn` of its expiry timer). Without a timer, a
+/// message past its time to live is found expired when it is taken.
+#[test]
+fn a_time_to_live_needs_no_runtime() {
+    use futures_util::FutureExt;
+    fn now<T>(f: futures_util::future::BoxFuture<'_, T>) -> T {
+        f.now_or_never().expect("ready")
+    }
+    let broker = InMemoryBroker::new();
+    let mut spec = transient("ttl");
+    spec.message_ttl = Some(Duration::from_millis(20));
+    spec.dead_letter = Some(DeadLetterTarget {
+        exchange: String::new(),
+        routing_key: Some("ttl.dead".into()),
+        at_least_once: false,
+    });
+    now(broker.declare_queue(&transient("ttl.dead"))).unwrap();
+    now(broker.declare_queue(&spec)).unwrap();
+    let message = Message {
+        exchange: "".into(),
+        routing_key: "ttl".into(),
+        body: bytes::Bytes::from_static(b"{}"),
+        properties: Default::default(),
+    };
+    now(broker.publish(message)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(now(broker.get("ttl")).unwrap().is_none(), "expired");
+    let dead = now(broker.get("ttl.dead")).unwrap().expect("dead-lettered");
+    assert_eq!(
+        dead.message
+            .properties
+            .headers
+            .get_str(crate::envelope::BROKER_DEATH_REASON_HEADER),
+        Some("expired")
+    );
+}
