@@ -83,6 +83,33 @@ impl Entity {
         }
         Ok(())
     }
+
+    /// [`Entity::check_names`], then fails with [`TopologyError::Refused`] where RabbitMQ
+    /// refuses to declare the entity whatever exists: the default exchange (declared, or
+    /// bound to), and names in the reserved `amq.` namespace other than the predeclared
+    /// `amq.topic` exchange.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(crate) fn check_declarable(&self) -> Result<(), TopologyError> {
+        self.check_names()?;
+        let refused = |detail: String| {
+            Err(TopologyError::Refused {
+                entity: self.clone(),
+                detail,
+            })
+        };
+        match self {
+            Self::Exchange(name) | Self::Binding { exchange: name, .. } if name.is_empty() => {
+                refused("operation not permitted on the default exchange".into())
+            }
+            Self::Exchange(name) if name.starts_with("amq.") && name != "amq.topic" => refused(
+                format!("exchange name '{name}' contains reserved prefix 'amq.*'"),
+            ),
+            Self::Queue(name) if name.starts_with("amq.") => refused(format!(
+                "queue name '{name}' contains reserved prefix 'amq.*'"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl fmt::Display for Entity {

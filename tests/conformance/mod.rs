@@ -85,6 +85,7 @@ macro_rules! shared_conformance_cases {
             oversized_headers_are_refused_alike,
             a_dropped_delivery_goes_back_to_its_queue,
             a_requeued_message_keeps_its_expiry,
+            declarations_rabbitmq_refuses_are_refused_alike,
         );
     };
 }
@@ -378,6 +379,52 @@ pub async fn oversized_headers_are_refused_alike(env: &Env) {
     );
     env.transport().publish(message(100_000)).await.unwrap();
     assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 1);
+}
+
+/// Declarations RabbitMQ refuses are refused in memory too, with the same error: a quorum
+/// queue that is not durable, and names in the reserved `amq.` namespace. The in-memory
+/// broker took them, so a test passed with a topology RabbitMQ refuses.
+pub async fn declarations_rabbitmq_refuses_are_refused_alike(env: &Env) {
+    let transport = env.transport();
+    let refused = |result: Result<(), TopologyError>, what: &str| match result {
+        Err(TopologyError::Refused { detail, .. }) => detail,
+        other => panic!("{what}: {other:?}"),
+    };
+    let mut transient_quorum = QueueSpec::durable(env.raw_queue("transient_quorum"));
+    transient_quorum.kind = QueueKind::Quorum;
+    transient_quorum.durable = false;
+    let detail = refused(
+        transport.declare_queue(&transient_quorum).await,
+        "a transient quorum queue",
+    );
+    assert!(detail.contains("non-durable"), "{detail}");
+    let reserved = QueueSpec::durable(format!("amq.{}", env.raw_queue("reserved")));
+    let detail = refused(transport.declare_queue(&reserved).await, "an amq. queue");
+    assert!(detail.contains("reserved prefix"), "{detail}");
+    let exchange = format!("amq.{}", env.raw_queue("x"));
+    let detail = refused(
+        transport.declare_exchange(&exchange, true).await,
+        "an amq. exchange",
+    );
+    assert!(detail.contains("reserved prefix"), "{detail}");
+    let detail = refused(
+        transport.declare_exchange("", true).await,
+        "the default exchange",
+    );
+    assert!(detail.contains("default exchange"), "{detail}");
+    // The predeclared topic exchange may be declared; nothing is bound to the default one.
+    transport.declare_exchange("amq.topic", true).await.unwrap();
+    let queue = env.raw_queue("plain_for_default");
+    transport
+        .declare_queue(&QueueSpec::durable(&queue))
+        .await
+        .unwrap();
+    let pattern = event_manager::BindingPattern::parse("order.#").unwrap();
+    let detail = refused(
+        transport.bind(&queue, "", &pattern).await,
+        "a binding to the default exchange",
+    );
+    assert!(detail.contains("default exchange"), "{detail}");
 }
 
 /// A message handed back after its time to live is dead-lettered as expired: RabbitMQ keeps

@@ -96,6 +96,20 @@ impl QueueSpec {
         }
     }
 
+    /// Fails as RabbitMQ does for a queue it refuses to declare whatever exists: a reserved
+    /// name ([`Entity::check_declarable`]), or a quorum queue that is not durable.
+    pub(crate) fn check_declarable(&self) -> Result<(), TopologyError> {
+        let entity = crate::error::Entity::Queue(self.name.clone());
+        entity.check_declarable()?;
+        if self.kind == QueueKind::Quorum && !self.durable {
+            return Err(TopologyError::Refused {
+                entity,
+                detail: "invalid property 'non-durable': a quorum queue is always durable".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Describes how `self` differs from `other` as (argument, detail), if it does.
     pub(crate) fn difference(&self, other: &Self) -> Option<(&'static str, String)> {
         if self.durable != other.durable {

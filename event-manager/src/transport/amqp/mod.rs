@@ -321,11 +321,13 @@ type ChannelSlot = tokio::sync::Mutex<(Arc<lapin::Connection>, Option<Channel>)>
 #[async_trait]
 impl Transport for AmqpTransport {
     async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
+        let entity = Entity::Exchange(name.to_owned());
+        entity.check_declarable()?;
         let options = ExchangeDeclareOptions {
             durable,
             ..Default::default()
         };
-        self.topology(Entity::Exchange(name.to_owned()), |channel| async move {
+        self.topology(entity, |channel| async move {
             channel
                 .exchange_declare(
                     short(name),
@@ -339,6 +341,7 @@ impl Transport for AmqpTransport {
     }
 
     async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), TopologyError> {
+        spec.check_declarable()?;
         let options = QueueDeclareOptions {
             durable: spec.durable,
             ..Default::default()
@@ -359,6 +362,7 @@ impl Transport for AmqpTransport {
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
         let entity = Entity::binding(queue, exchange, pattern);
+        entity.check_declarable()?;
         self.topology(entity, |channel| async move {
             channel
                 .queue_bind(

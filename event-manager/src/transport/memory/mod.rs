@@ -504,7 +504,7 @@ impl QueueState {
 #[async_trait]
 impl Transport for InMemoryBroker {
     async fn declare_exchange(&self, name: &str, durable: bool) -> Result<(), TopologyError> {
-        exchange_entity(name).check_names()?;
+        exchange_entity(name).check_declarable()?;
         let mut state = lock(&self.inner.state);
         match state.exchanges.get(name) {
             Some(existing) if existing.durable != durable => Err(TopologyError::Mismatch {
@@ -523,7 +523,7 @@ impl Transport for InMemoryBroker {
     }
 
     async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), TopologyError> {
-        queue_entity(&spec.name).check_names()?;
+        spec.check_declarable()?;
         let mut state = lock(&self.inner.state);
         if let Some(existing) = state.queues.get(&spec.name) {
             return match spec.difference(&existing.spec) {
@@ -553,6 +553,7 @@ impl Transport for InMemoryBroker {
         exchange: &str,
         pattern: &BindingPattern,
     ) -> Result<(), TopologyError> {
+        crate::error::Entity::binding(queue, exchange, pattern).check_declarable()?;
         let mut state = lock(&self.inner.state);
         let target = state
             .queues
