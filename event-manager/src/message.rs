@@ -189,8 +189,9 @@ pub struct Properties {
 }
 
 /// A header value: every type an AMQP 0-9-1 field table can carry. Integers of every width
-/// are read as [`HeaderValue::Int`] and written as 64-bit integers.
-#[derive(Debug, Clone, PartialEq)]
+/// are read as [`HeaderValue::Int`] and written as 64-bit integers. Two nested tables are
+/// equal when they hold the same names with equal values, in any order, as [`Headers`].
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HeaderValue {
     /// A string (AMQP long string); static text is not copied.
@@ -377,8 +378,59 @@ impl Properties {
 }
 
 /// Application headers, in insertion order; names are unique.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Two header tables are equal when they hold the same names with equal values, in any
+/// order: RabbitMQ hands a message's headers (and nested tables) back sorted by name, the
+/// in-memory broker in the order they were inserted, and a test comparing what it sent with
+/// what it got must pass on both.
+#[derive(Debug, Clone, Default)]
 pub struct Headers(Vec<(Cow<'static, str>, HeaderValue)>);
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        same_entries(&self.0, &other.0)
+    }
+}
+
+/// Whether two tables with unique names hold the same names with equal values.
+fn same_entries<N: AsRef<str>>(a: &[(N, HeaderValue)], b: &[(N, HeaderValue)]) -> bool {
+    a.len() == b.len()
+        && a.iter().enumerate().all(|(i, (name, value))| {
+            // Most often in the same order: look at the same place first.
+            let found = match b.get(i) {
+                Some((n, v)) if n.as_ref() == name.as_ref() => Some(v),
+                _ => b
+                    .iter()
+                    .find(|(n, _)| n.as_ref() == name.as_ref())
+                    .map(|(_, v)| v),
+            };
+            found == Some(value)
+        })
+}
+
+impl PartialEq for HeaderValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Str(a), Self::Str(b)) => a == b,
+            (Self::Int(a), Self::Int(b)) => a == b,
+            (Self::Bool(a), Self::Bool(b)) => a == b,
+            (Self::Float(a), Self::Float(b)) => a == b,
+            (
+                Self::Decimal { scale, value },
+                Self::Decimal {
+                    scale: other_scale,
+                    value: other_value,
+                },
+            ) => scale == other_scale && value == other_value,
+            (Self::Timestamp(a), Self::Timestamp(b)) => a == b,
+            (Self::Bytes(a), Self::Bytes(b)) => a == b,
+            (Self::Array(a), Self::Array(b)) => a == b,
+            (Self::Table(a), Self::Table(b)) => same_entries(a, b),
+            (Self::Void, Self::Void) => true,
+            _ => false,
+        }
+    }
+}
 
 impl Headers {
     /// No headers.
@@ -457,6 +509,37 @@ impl Headers {
 mod tests {
     use super::*;
     use crate::PublishError;
+
+    #[test]
+    fn headers_are_equal_in_any_order_but_not_with_other_values() {
+        let table = |entries: &[(&str, i64)]| {
+            HeaderValue::Table(
+                entries
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), HeaderValue::Int(*v)))
+                    .collect(),
+            )
+        };
+        let mut a = Headers::new();
+        a.insert("z", "last");
+        a.insert("a", table(&[("y", 1), ("b", 2)]));
+        let mut b = Headers::new();
+        b.insert("a", table(&[("b", 2), ("y", 1)]));
+        b.insert("z", "last");
+        assert_eq!(a, b);
+        let mut c = b.clone();
+        c.insert("a", table(&[("b", 2), ("y", 3)]));
+        assert_ne!(a, c);
+        let mut d = b.clone();
+        d.insert("extra", true);
+        assert_ne!(a, d);
+        assert_ne!(d, a);
+        // Arrays keep their order.
+        let array = |items: &[i64]| {
+            HeaderValue::Array(items.iter().copied().map(HeaderValue::Int).collect())
+        };
+        assert_ne!(array(&[1, 2]), array(&[2, 1]));
+    }
 
     fn message_with(name: &str, value: HeaderValue) -> Message {
         let mut message = Message {

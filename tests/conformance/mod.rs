@@ -86,6 +86,7 @@ macro_rules! shared_conformance_cases {
             a_dropped_delivery_goes_back_to_its_queue,
             a_requeued_message_keeps_its_expiry,
             declarations_rabbitmq_refuses_are_refused_alike,
+            headers_come_back_equal_to_what_was_sent,
         );
     };
 }
@@ -379,6 +380,32 @@ pub async fn oversized_headers_are_refused_alike(env: &Env) {
     );
     env.transport().publish(message(100_000)).await.unwrap();
     assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 1);
+}
+
+/// Headers, nested tables included, come back equal to what was sent, though RabbitMQ hands
+/// them back sorted by name: a test comparing them passed in memory and failed on RabbitMQ.
+pub async fn headers_come_back_equal_to_what_was_sent(env: &Env) {
+    use event_manager::message::HeaderValue;
+    let queue = env.raw_queue("header_order");
+    let transport = env.transport();
+    transport
+        .declare_queue(&QueueSpec::durable(&queue))
+        .await
+        .unwrap();
+    let mut sent = to_queue(&queue);
+    sent.properties.headers.insert("zulu", "last");
+    sent.properties.headers.insert(
+        "alpha",
+        HeaderValue::Table(vec![
+            ("yankee".to_owned(), HeaderValue::Int(1)),
+            ("bravo".to_owned(), HeaderValue::Bool(true)),
+        ]),
+    );
+    sent.properties.headers.insert("mike", HeaderValue::Int(7));
+    transport.publish(sent.clone()).await.unwrap();
+    let got = env.take(&queue).await;
+    assert_eq!(got.properties.headers, sent.properties.headers);
+    assert_eq!(got.body, sent.body);
 }
 
 /// Declarations RabbitMQ refuses are refused in memory too, with the same error: a quorum
