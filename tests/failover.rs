@@ -515,6 +515,46 @@ async fn a_consume_answered_too_late_leaves_no_consumer_behind() {
     assert_eq!(consumers, 1, "a consumer was left behind");
 }
 
+/// A broker that never answers `basic.consume` again, on a connection that is up: the
+/// subscription used to try again every 5 s for ever, while its service looked alive
+/// (consuming, connected). It now ends once consuming has kept failing for twice the
+/// confirm timeout, so that the service declares its topology again and subscribes anew,
+/// or fails.
+#[tokio::test]
+async fn a_consume_never_answered_ends_the_subscription() {
+    let mut first = Proxy::start().await;
+    let second = Proxy::start().await;
+    let list = format!("{},{}", first.url(None), second.url(None));
+    let options = AmqpOptions::default().confirm_timeout(Duration::from_secs(3));
+    let transport = AmqpTransport::connect_with(&list, &options).await.unwrap();
+    let direct = AmqpTransport::connect(&common::amqp_url()).await.unwrap();
+    let queue = common::unique("never_answered");
+    direct
+        .declare_queue(&QueueSpec::durable(&queue))
+        .await
+        .unwrap();
+    let mut subscription = transport.subscribe(&queue, 10).await.unwrap();
+    second
+        .hold_next(BASIC_CONSUME, Duration::from_secs(60), 100)
+        .await;
+    first.kill();
+    let started = tokio::time::Instant::now();
+    let next = tokio::time::timeout(Duration::from_secs(45), subscription.next()).await;
+    let reason = subscription.end_reason();
+    println!(
+        "never answered: ended after {:.1?}: {reason:?}",
+        started.elapsed()
+    );
+    direct.delete_queue(&queue).await.unwrap();
+    direct.close().await;
+    assert!(
+        matches!(next, Ok(None)),
+        "the subscription went on trying (or took a delivery)"
+    );
+    let reason = reason.expect("a reason");
+    assert!(reason.contains("kept failing"), "{reason}");
+}
+
 /// A `basic.get` answered after the transport stopped waiting must not leave its message
 /// unacknowledged on a channel nobody settles: the message goes back to the queue, and the
 /// next get has it.

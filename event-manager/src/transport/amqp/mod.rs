@@ -500,6 +500,9 @@ impl Transport for AmqpTransport {
             self.paths.clone(),
             queue,
             prefetch,
+            // Consuming again may fail a while on a connection that is up (a quorum queue
+            // electing its leader), not for ever.
+            deadline.saturating_mul(2),
             (connection, channel, consumer),
         )))
     }

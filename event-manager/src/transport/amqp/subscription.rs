@@ -199,6 +199,9 @@ pub(super) struct AmqpSubscription {
     link: Link,
     queue: String,
     prefetch: u16,
+    /// How long consuming again may keep failing on a connection that is up before the
+    /// subscription ends.
+    resume_limit: Duration,
     /// The connection `channel` is on.
     connection: Arc<Connection>,
     channel: Channel,
@@ -221,6 +224,7 @@ impl AmqpSubscription {
         paths: Paths,
         queue: &str,
         prefetch: u16,
+        resume_limit: Duration,
         consuming: Consuming,
     ) -> Self {
         let mut health = link.health();
@@ -235,6 +239,7 @@ impl AmqpSubscription {
             link,
             queue: queue.to_owned(),
             prefetch,
+            resume_limit,
             acks: AckPath::start(channel.clone(), prefetch, &paths),
             paths,
             connection,
@@ -250,17 +255,27 @@ impl AmqpSubscription {
     /// Consumes again on a new channel, on the connection that is up (the one that replaced
     /// a lost connection). Pauses and tries again while the connection is coming back; ends
     /// with the reason when the queue is missing there (the service declares its topology
-    /// again) or once the connection is given up.
+    /// again), once the connection is given up, or once consuming has kept failing for
+    /// longer than the resume limit on one connection that is up (a broker that never
+    /// answers: the service then subscribes anew, or fails, rather than look alive).
     fn resume(&self) -> BoxFuture<'static, Result<Consuming, String>> {
         let (link, queue, prefetch) = (self.link.clone(), self.queue.clone(), self.prefetch);
+        let limit = self.resume_limit;
         // A failed channel still open would keep its consumer and hold up to the prefetch of
         // deliveries: close it, which hands them back to the queue.
         let failed = self.channel.clone();
         Box::pin(async move {
             close_channel(failed, CHANNEL_CLOSE_TIMEOUT).await;
+            // The connection the attempts are made on, and since when.
+            let mut trying: Option<(Arc<Connection>, tokio::time::Instant)> = None;
             loop {
                 let connection = link.up().await?;
-                match consume(&connection, &queue, prefetch, OPEN_TIMEOUT).await {
+                let since = match &trying {
+                    Some((on, since)) if Arc::ptr_eq(on, &connection) => *since,
+                    _ => tokio::time::Instant::now(),
+                };
+                trying = Some((connection.clone(), since));
+                let failure = match consume(&connection, &queue, prefetch, OPEN_TIMEOUT).await {
                     Ok((channel, consumer)) => return Ok((connection, channel, consumer)),
                     Err(NotConsuming::Failed(e))
                         if matches!(e.kind(), lapin::ErrorKind::ProtocolError(_)) =>
@@ -269,10 +284,18 @@ impl AmqpSubscription {
                     }
                     Err(NotConsuming::Failed(e)) => {
                         tracing::warn!(%queue, error = %e, "consuming again failed");
+                        e.to_string()
                     }
                     Err(NotConsuming::NoAnswer) => {
                         tracing::warn!(%queue, "consuming again got no answer in time");
+                        "no answer in time".to_owned()
                     }
+                };
+                let failing = since.elapsed();
+                if failing >= limit && connection.status().connected() {
+                    return Err(format!(
+                        "consuming `{queue}` again kept failing for {failing:.1?} on a connection that is up; last: {failure}"
+                    ));
                 }
                 tokio::time::sleep(RESUME_PAUSE).await;
             }
