@@ -392,20 +392,25 @@ impl PartialEq for Headers {
     }
 }
 
-/// Whether two tables with unique names hold the same names with equal values.
+/// Whether two tables hold the same names with equal values (a table built by hand may name
+/// an entry twice: each side is looked up in the other).
 fn same_entries<N: AsRef<str>>(a: &[(N, HeaderValue)], b: &[(N, HeaderValue)]) -> bool {
-    a.len() == b.len()
-        && a.iter().enumerate().all(|(i, (name, value))| {
-            // Most often in the same order: look at the same place first.
-            let found = match b.get(i) {
-                Some((n, v)) if n.as_ref() == name.as_ref() => Some(v),
-                _ => b
-                    .iter()
-                    .find(|(n, _)| n.as_ref() == name.as_ref())
-                    .map(|(_, v)| v),
-            };
-            found == Some(value)
-        })
+    a.len() == b.len() && contains_all(a, b) && contains_all(b, a)
+}
+
+/// Whether every entry of `a` is in `b` with an equal value.
+fn contains_all<N: AsRef<str>>(a: &[(N, HeaderValue)], b: &[(N, HeaderValue)]) -> bool {
+    a.iter().enumerate().all(|(i, (name, value))| {
+        // Most often in the same order: look at the same place first.
+        let found = match b.get(i) {
+            Some((n, v)) if n.as_ref() == name.as_ref() => Some(v),
+            _ => b
+                .iter()
+                .find(|(n, _)| n.as_ref() == name.as_ref())
+                .map(|(_, v)| v),
+        };
+        found == Some(value)
+    })
 }
 
 impl PartialEq for HeaderValue {
@@ -534,6 +539,17 @@ mod tests {
         d.insert("extra", true);
         assert_ne!(a, d);
         assert_ne!(d, a);
+        // A table naming an entry twice (built by hand) is compared both ways.
+        let twice = HeaderValue::Table(vec![
+            ("x".into(), HeaderValue::Int(1)),
+            ("x".into(), HeaderValue::Int(1)),
+        ]);
+        let other = HeaderValue::Table(vec![
+            ("x".into(), HeaderValue::Int(1)),
+            ("y".into(), HeaderValue::Int(2)),
+        ]);
+        assert_ne!(twice, other);
+        assert_ne!(other, twice);
         // Arrays keep their order.
         let array = |items: &[i64]| {
             HeaderValue::Array(items.iter().copied().map(HeaderValue::Int).collect())

@@ -519,7 +519,7 @@ impl Task {
         self.refused = later;
         self.resend
             .extend(due.into_iter().map(|(_, pending)| pending));
-        for pending in self.confirms.expire(now) {
+        for pending in self.confirms.expire(now, |p| &p.message) {
             let error = pending.timeout(self.confirm_timeout);
             pending.answer(Err(error));
         }

@@ -295,6 +295,7 @@ fn route(inner: &Arc<Inner>, message: Message) -> Result<Option<Message>, Topolo
 impl Queue {
     fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
         let ttl = self.spec.message_ttl;
+        let now = ttl.map(|_| Instant::now());
         let expired = {
             let mut state = lock(&self.state);
             if state.deleted {
@@ -303,9 +304,11 @@ impl Queue {
             state.ready.push_back(Ready {
                 message,
                 returns: 0,
-                expires: ttl.map(|ttl| Instant::now() + ttl),
+                expires: now.zip(ttl).map(|(now, ttl)| now + ttl),
             });
-            state.dispatch()
+            // Handed to a consumer at once if one has room, even with a time to live of 0,
+            // as RabbitMQ does.
+            state.dispatch(now)
         };
         self.dead_letter_expired(expired);
         let Some(ttl) = ttl else {
@@ -421,7 +424,7 @@ impl Queue {
                 }
                 Settle::Reject => Some((message, "rejected")),
             };
-            (dead, state.dispatch())
+            (dead, state.dispatch(None))
         };
         if let Some((message, reason)) = dead {
             self.dead_letter(&message, reason);
@@ -469,10 +472,11 @@ enum Settle {
 }
 
 impl QueueState {
-    /// Hands ready messages to consumers with room, round-robin; returns the expired ones it
-    /// found at the head instead, to be dead-lettered once the lock is released.
+    /// Hands ready messages to consumers with room, round-robin; returns the ones it found
+    /// at the head expired (before `now`, else before the clock reads) instead, to be
+    /// dead-lettered once the lock is released.
     #[must_use]
-    fn dispatch(&mut self) -> Vec<Ready> {
+    fn dispatch(&mut self, mut now: Option<Instant>) -> Vec<Ready> {
         let mut expired = Vec::new();
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let n = self.consumers.len();
@@ -485,7 +489,9 @@ impl QueueState {
             let Some(ready) = self.ready.pop_front() else {
                 break;
             };
-            if ready.expires.is_some() && ready.expired(Instant::now()) {
+            if let Some(at) = ready.expires
+                && at < *now.get_or_insert_with(Instant::now)
+            {
                 expired.push(ready);
                 continue;
             }
@@ -649,7 +655,7 @@ impl Transport for InMemoryBroker {
                 prefetch: usize::from(prefetch),
                 in_flight: 0,
             });
-            (id, state.dispatch())
+            (id, state.dispatch(None))
         };
         q.dead_letter_expired(expired);
         Ok(Box::new(MemorySubscription {

@@ -260,3 +260,37 @@ fn a_time_to_live_needs_no_runtime() {
         Some("expired")
     );
 }
+
+/// A time to live of 0 still lets a consumer with room take the message, as on RabbitMQ;
+/// without one, it expires.
+#[tokio::test]
+async fn a_time_to_live_of_zero_reaches_a_waiting_consumer() {
+    let broker = InMemoryBroker::new();
+    let mut spec = transient("ttl0");
+    spec.message_ttl = Some(Duration::ZERO);
+    spec.dead_letter = Some(DeadLetterTarget {
+        exchange: String::new(),
+        routing_key: Some("ttl0.dead".into()),
+        at_least_once: false,
+    });
+    broker.declare_queue(&transient("ttl0.dead")).await.unwrap();
+    broker.declare_queue(&spec).await.unwrap();
+    let message = || Message {
+        exchange: "".into(),
+        routing_key: "ttl0".into(),
+        body: bytes::Bytes::from_static(b"{}"),
+        properties: Default::default(),
+    };
+    let mut subscription = broker.subscribe("ttl0", 10).await.unwrap();
+    broker.publish(message()).await.unwrap();
+    let delivered = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("delivered")
+        .expect("a delivery");
+    delivered.ack().await.unwrap();
+    subscription.cancel().await;
+    broker.publish(message()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(broker.queue_len("ttl0").await.unwrap(), 0);
+    assert_eq!(broker.queue_len("ttl0.dead").await.unwrap(), 1);
+}

@@ -179,6 +179,9 @@ struct Slot<T, W, C> {
     /// What the caller keeps with the publish; `None` once it was given up (its deadline
     /// passed), while the confirm is still watched for the return it may carry.
     item: Option<T>,
+    /// The identity of a publish given up: its own return, should it come, is forgotten
+    /// with it (a later publish of the same message must not take it for its own).
+    given_up: Option<Identity>,
     stage: Stage<W, C>,
     /// The channel it was published on.
     channel: u64,
@@ -269,6 +272,7 @@ where
         self.slots[index] = Some(Slot {
             id,
             item: Some(item),
+            given_up: None,
             stage,
             channel,
         });
@@ -299,7 +303,7 @@ where
 
     /// Gives up the publishes whose deadline is past and returns them, undecided. Their
     /// confirms are still watched for the returns they may carry.
-    pub(super) fn expire(&mut self, now: Instant) -> Vec<T> {
+    pub(super) fn expire(&mut self, now: Instant, identity: impl Fn(&T) -> &Message) -> Vec<T> {
         let mut expired = Vec::new();
         while let Some(Reverse((deadline, id, index))) = self.deadlines.peek().copied() {
             if deadline > now {
@@ -308,7 +312,10 @@ where
             self.deadlines.pop();
             if self.is_waiting(index, id) {
                 let slot = self.slots[index].as_mut().expect("a waiting slot");
-                expired.extend(slot.item.take());
+                if let Some(item) = slot.item.take() {
+                    slot.given_up = Some(identity_of(identity(&item)));
+                    expired.push(item);
+                }
                 self.live -= 1;
             }
         }
@@ -429,10 +436,16 @@ where
         self.undecided = waiting;
         let mut decided = Vec::with_capacity(ready.len());
         for (index, _, answer) in ready {
-            let Some(item) = self.remove(index).item else {
+            let slot = self.remove(index);
+            let Some(item) = slot.item else {
+                if let Some(given_up) = slot.given_up {
+                    self.take_return(&given_up);
+                }
                 continue;
             };
-            let came_back = self.take_return(identity(&item));
+            // Most often nothing came back: no identity to build.
+            let came_back =
+                !self.returned.is_empty() && self.take_return(&identity_of(identity(&item)));
             let decision = match answer {
                 Answer::Nack(_) => Decision::Nacked,
                 Answer::Ack(_) if came_back => Decision::Unroutable,
@@ -444,19 +457,15 @@ where
         decided
     }
 
-    /// Whether a message with the identity of `message` came back, forgetting it if so.
-    fn take_return(&mut self, message: &Message) -> bool {
-        if self.returned.is_empty() {
-            return false;
-        }
-        let key = identity_of(message);
-        match self.returned.get_mut(&key) {
+    /// Whether a message of `identity` came back, forgetting it if so.
+    fn take_return(&mut self, identity: &Identity) -> bool {
+        match self.returned.get_mut(identity) {
             Some(n) if *n > 1 => {
                 *n -= 1;
                 true
             }
             Some(_) => {
-                self.returned.remove(&key);
+                self.returned.remove(identity);
                 true
             }
             None => false,

@@ -215,7 +215,7 @@ fn a_return_on_a_publish_given_up_is_not_missed() {
     let soon = Instant::now();
     c.track(&mut confirms, soon);
     x.track(&mut confirms, later());
-    assert_eq!(confirms.expire(soon).len(), 1);
+    assert_eq!(confirms.expire(soon, |m| m).len(), 1);
     assert_eq!(confirms.len(), 1);
     assert!(poll(&mut confirms, no_sync).is_pending());
     c.written();
@@ -289,4 +289,29 @@ fn nothing_answered_is_pending_and_the_window_counts_it() {
     assert_eq!(confirms.len(), 1);
     assert_eq!(confirms.take_all().len(), 1);
     assert_eq!(confirms.len(), 0);
+}
+
+/// A publish given up whose own return comes later: the return goes with it, and a later
+/// publish of the same message (a relay trying the row again) is not taken for unroutable.
+#[test]
+fn the_return_of_a_publish_given_up_goes_with_it() {
+    let mut confirms = Fake::new();
+    let soon = Instant::now();
+    let first = Publish::new("x");
+    first.track(&mut confirms, soon);
+    assert_eq!(confirms.expire(soon, |m| m).len(), 1);
+    first.written();
+    first.acked(Some(&first));
+    assert!(
+        poll(&mut confirms, no_sync).is_pending(),
+        "nothing left to answer"
+    );
+    let again = Publish::new("x");
+    again.track(&mut confirms, later());
+    again.written();
+    again.acked(None);
+    let Poll::Ready(decided) = poll(&mut confirms, no_sync) else {
+        panic!("undecided")
+    };
+    assert!(is(&decided, "x", false), "{decided:?}");
 }
