@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::relay::{OutboxStore, Publisher, hold_back_pause};
+use super::relay::{HeldBack, OutboxStore, Publisher, hold_back_pause};
 use super::{InboxStore, OutboxMessage, OutboxWrite, StoreError};
 
 type Effect = Box<dyn FnOnce() + Send>;
@@ -35,6 +35,9 @@ struct State {
     inbox: HashMap<(String, String), Instant>,
     /// Inbox keys recorded by open transactions.
     in_flight: HashSet<(String, String)>,
+    /// Events (exchange, routing key) no queue was bound for, their rows left out of the
+    /// claims.
+    held_events: HeldBack<(String, String)>,
 }
 
 struct Row {
@@ -183,11 +186,16 @@ impl MemoryStore {
         let mut state = self.lock();
         let mut claimed = Vec::new();
         let now = Instant::now();
+        let held_events = state.held_events.current();
         for (i, row) in state.outbox.iter_mut().enumerate() {
             if claimed.len() == limit {
                 break;
             }
-            let held = row.held_until.is_some_and(|until| until > now);
+            let held = row.held_until.is_some_and(|until| until > now)
+                || (!held_events.is_empty()
+                    && held_events.iter().any(|(exchange, key)| {
+                        *exchange == row.message.exchange && *key == row.message.routing_key
+                    }));
             if row.sent.is_none() && !row.claimed && !held {
                 row.claimed = true;
                 claimed.push((i, row.message.clone()));
@@ -206,15 +214,23 @@ impl OutboxStore for MemoryStore {
         let sent = batch.confirmed.iter().filter(|ok| **ok).count();
         let now = Instant::now();
         let mut state = self.lock();
-        for (((i, _), ok), held) in claimed.iter().zip(batch.confirmed).zip(batch.held_back) {
+        let mut unroutable = std::collections::BTreeSet::new();
+        for (j, (i, message)) in claimed.iter().enumerate() {
+            let event = (message.exchange.clone(), message.routing_key.clone());
             let row = &mut state.outbox[*i];
             row.claimed = false;
-            if ok {
+            if batch.confirmed[j] {
                 row.sent = Some(now);
-            } else if held {
+                state.held_events.release(&event);
+            } else if batch.unroutable[j] {
+                unroutable.insert(event);
+            } else if batch.held_back[j] {
                 row.held_times = row.held_times.saturating_add(1);
                 row.held_until = Some(now + hold_back_pause(row.held_times));
             }
+        }
+        for event in unroutable {
+            state.held_events.hold(event);
         }
         match batch.failure {
             Some(error) if sent == 0 => Err(error),

@@ -1,14 +1,12 @@
 //! The PostgreSQL store: the outbox and inbox tables, through sqlx.
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
-use super::relay::{HOLD_BACK, OutboxStore, Publisher, hold_back_pause};
+use super::relay::{HeldBack, OutboxStore, Publisher};
 use super::{InboxStore, OutboxMessage, OutboxWrite, StoreError, check_table_name};
 
 /// The outbox table of [`PgStore::new`] and of [`Bus::outbox`](crate::Bus::outbox).
@@ -30,40 +28,9 @@ pub struct PgStore {
     inbox_table: String,
     /// Outbox rows (by id) held back, left out of the claims.
     held_back: HeldBack<i64>,
-}
-
-/// The rows a store held back, each left out of its claims until an instant.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct HeldBack<K>(Arc<Mutex<HashMap<K, (Instant, u32)>>>);
-
-impl<K: Copy + Eq + Hash> HeldBack<K> {
-    /// The rows to leave out of a claim now.
-    pub(crate) fn current(&self) -> Vec<K> {
-        let now = Instant::now();
-        let mut rows = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Not held back again for a long while: sent, or repaired.
-        rows.retain(|_, (until, _)| *until + HOLD_BACK > now);
-        rows.iter()
-            .filter(|(_, (until, _))| *until > now)
-            .map(|(key, _)| *key)
-            .collect()
-    }
-
-    /// Holds back the rows `held` names, each for longer the more often it was
-    /// ([`hold_back_pause`]), and forgets the rows `sent` names.
-    pub(crate) fn hold(&self, rows: &[K], held: &[bool], sent: &[bool]) {
-        let now = Instant::now();
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for ((key, held), sent) in rows.iter().zip(held).zip(sent) {
-            if *held {
-                let (until, times) = map.entry(*key).or_insert((now, 0));
-                *times = times.saturating_add(1);
-                *until = now + hold_back_pause(*times);
-            } else if *sent {
-                map.remove(key);
-            }
-        }
-    }
+    /// Events (exchange, routing key) no queue was bound for, their rows left out of the
+    /// claims.
+    held_events: HeldBack<(String, String)>,
 }
 
 impl PgStore {
@@ -74,6 +41,7 @@ impl PgStore {
             outbox_table: DEFAULT_OUTBOX_TABLE.to_owned(),
             inbox_table: DEFAULT_INBOX_TABLE.to_owned(),
             held_back: HeldBack::default(),
+            held_events: HeldBack::default(),
         }
     }
 
@@ -86,6 +54,7 @@ impl PgStore {
             outbox_table: outbox.to_owned(),
             inbox_table: inbox.to_owned(),
             held_back: HeldBack::default(),
+            held_events: HeldBack::default(),
         })
     }
 
@@ -230,13 +199,20 @@ impl OutboxStore for PgStore {
     async fn relay_batch(&self, publisher: &Publisher, limit: usize) -> Result<usize, StoreError> {
         let t = &self.outbox_table;
         let mut tx = self.pool.begin().await?;
+        let (held_exchanges, held_keys): (Vec<String>, Vec<String>) =
+            self.held_events.current().into_iter().unzip();
         let rows = sqlx::query(&format!(
-            "select id, message_id, exchange, durable, routing_key, body, properties from {t}
-             where sent_at is null and id <> all($2) order by id limit $1
-             for update skip locked"
+            "select id, message_id, exchange, durable, routing_key, body, properties from {t} o
+             where sent_at is null and id <> all($2)
+               and not exists (select 1 from unnest($3::text[], $4::text[]) as h(x, k)
+                               where h.x = o.exchange and h.k = o.routing_key)
+             order by id limit $1
+             for update of o skip locked"
         ))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(self.held_back.current())
+        .bind(held_exchanges)
+        .bind(held_keys)
         .fetch_all(&mut *tx)
         .await?;
         let mut ids = Vec::with_capacity(rows.len());
@@ -253,8 +229,21 @@ impl OutboxStore for PgStore {
             });
         }
         let batch = publisher.publish_batch(&messages).await;
-        self.held_back
-            .hold(&ids, &batch.held_back, &batch.confirmed);
+        let mut unroutable = BTreeSet::new();
+        for (i, (id, message)) in ids.iter().zip(&messages).enumerate() {
+            let event = (message.exchange.clone(), message.routing_key.clone());
+            if batch.unroutable[i] {
+                unroutable.insert(event);
+            } else if batch.held_back[i] {
+                self.held_back.hold(*id);
+            } else if batch.confirmed[i] {
+                self.held_back.release(id);
+                self.held_events.release(&event);
+            }
+        }
+        for event in unroutable {
+            self.held_events.hold(event);
+        }
         let failure = batch.failure;
         let sent: Vec<i64> = ids
             .into_iter()

@@ -1,9 +1,10 @@
 //! The relay: publishes pending outbox rows with confirms and marks them sent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
@@ -31,6 +32,51 @@ pub fn hold_back_pause(times: u32) -> Duration {
         .min(HOLD_BACK)
 }
 
+/// What a store holds back (rows by id, events by exchange and routing key), each left out
+/// of its claims until an instant, for longer each time it is held back again.
+#[derive(Debug)]
+pub(crate) struct HeldBack<K>(Arc<Mutex<HashMap<K, (Instant, u32)>>>);
+
+impl<K> Clone for HeldBack<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K> Default for HeldBack<K> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<K: Clone + Eq + Hash> HeldBack<K> {
+    /// What to leave out of a claim now.
+    pub(crate) fn current(&self) -> Vec<K> {
+        let now = Instant::now();
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Not held back again for a long while: sent, or repaired.
+        held.retain(|_, (until, _)| *until + HOLD_BACK > now);
+        held.iter()
+            .filter(|(_, (until, _))| *until > now)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Holds `key` back, for longer the more often it was ([`hold_back_pause`]).
+    pub(crate) fn hold(&self, key: K) {
+        let now = Instant::now();
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (until, times) = held.entry(key).or_insert((now, 0));
+        *times = times.saturating_add(1);
+        *until = now + hold_back_pause(*times);
+    }
+
+    /// Forgets `key`: it went through.
+    pub(crate) fn release(&self, key: &K) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
 /// Where a [`Relay`] finds pending rows: [`PgStore`](super::PgStore) or
 /// [`MemoryStore`](super::MemoryStore).
 #[async_trait]
@@ -39,7 +85,8 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// [`Publisher::publish_batch`] and marks those the broker confirmed as sent. Returns how
     /// many were published, or the error that stopped the batch when none was. The rows
     /// [`Batch::held_back`] names should be left out of the claims for a while
-    /// ([`hold_back_pause`]), so that such rows cannot fill every batch.
+    /// ([`hold_back_pause`]), so that such rows cannot fill every batch; for those
+    /// [`Batch::unroutable`] names, every row of the same exchange and routing key.
     async fn relay_batch(&self, publisher: &Publisher, limit: usize) -> Result<usize, StoreError>;
 
     /// Deletes rows sent longer than `retention` ago; returns how many.
@@ -58,6 +105,10 @@ pub struct Batch {
     /// The row failed on its own (see [`HOLD_BACK`]): it stays pending; leave it out of the
     /// claims for a while ([`hold_back_pause`]).
     pub held_back: Vec<bool>,
+    /// The row was held back because no queue is bound for its event: leave out every row
+    /// of its exchange and routing key. After the first such row of a batch, the others of
+    /// the same event are not published one after the other (they are held back as well).
+    pub unroutable: Vec<bool>,
     /// The error that stopped the batch (a lost connection, a timeout, a negative confirm):
     /// the rows after it were not tried, or failed the same way.
     pub failure: Option<StoreError>,
@@ -84,6 +135,10 @@ fn fails_alone(error: &StoreError) -> bool {
         ),
         _ => false,
     }
+}
+
+fn is_unroutable(error: &StoreError) -> bool {
+    matches!(error, StoreError::Publish(PublishError::Unroutable { .. }))
 }
 
 /// The rows held back since a relay last asked.
@@ -120,14 +175,26 @@ impl Publisher {
         let mut batch = Batch {
             confirmed: vec![false; rows.len()],
             held_back: vec![false; rows.len()],
+            unroutable: vec![false; rows.len()],
             failure: None,
         };
         if self.in_flight <= 1 {
+            let mut unroutable = HashSet::new();
             for (i, row) in rows.iter().enumerate() {
+                let event = (row.exchange.as_str(), row.routing_key.as_str());
+                if unroutable.contains(&event) {
+                    batch.held_back[i] = true;
+                    batch.unroutable[i] = true;
+                    continue;
+                }
                 match self.publish(row).await {
                     Ok(()) => batch.confirmed[i] = true,
                     Err(error) if fails_alone(&error) => {
                         batch.held_back[i] = true;
+                        if is_unroutable(&error) {
+                            batch.unroutable[i] = true;
+                            unroutable.insert(event);
+                        }
                         self.hold_back(row, error);
                     }
                     Err(error) => {
@@ -152,6 +219,7 @@ impl Publisher {
                 Ok(()) => batch.confirmed[i] = true,
                 Err(error) if fails_alone(&error) => {
                     batch.held_back[i] = true;
+                    batch.unroutable[i] = is_unroutable(&error);
                     self.hold_back(row, error);
                 }
                 Err(error) => {
@@ -164,7 +232,7 @@ impl Publisher {
 
     /// Logs why `row` is held back and remembers it.
     fn hold_back(&self, row: &OutboxMessage, error: StoreError) {
-        if matches!(error, StoreError::Publish(PublishError::Unroutable { .. })) {
+        if is_unroutable(&error) {
             tracing::warn!(%error, message_id = %row.message_id, "no queue is bound for this outbox row; it stays pending and is tried again later");
         } else {
             tracing::error!(%error, message_id = %row.message_id, "this outbox row cannot be published; it stays pending and the rows after it go on");

@@ -85,6 +85,32 @@ async fn rows_no_queue_is_bound_for_do_not_stop_the_relay() {
     running.shutdown().await.unwrap();
 }
 
+/// Many rows of an event no queue is bound for, ahead of others: one of them is tried, and
+/// the event is held back with all its rows. Each used to be published (and refused) in
+/// turn, and left out of the claims one by one, at a cost that grew with their number.
+#[cfg(feature = "testing")]
+#[tokio::test]
+async fn rows_of_an_event_no_queue_is_bound_for_are_held_back_together() {
+    let harness = crate::testing::Harness::new();
+    let bus = harness.bus().clone();
+    let store = MemoryStore::new();
+    let (service, handled) = recording_service(&bus, &MemoryStore::new());
+    let running = service.start().await.unwrap();
+    write_pings(&bus, &store, 53).await;
+    store.edit_rows(50, |row| row.routing_key = "probe.v1.nobody".to_owned());
+    let relay = Relay::new(&bus, store.clone()).batch_size(10);
+    assert!(relay.drain().await.is_err(), "the held rows are reported");
+    assert_eq!(store.pending().await.unwrap(), 50);
+    wait_for("3 handled", || handled.lock().unwrap().len() == 3).await;
+    let refused = harness
+        .sent()
+        .iter()
+        .filter(|s| s.outcome == crate::testing::PublishOutcome::Unroutable)
+        .count();
+    assert_eq!(refused, 1, "one row of the event tried");
+    running.shutdown().await.unwrap();
+}
+
 /// The bus's policy for an event applies to the relay's publishes of its rows.
 #[tokio::test]
 async fn the_relay_follows_the_bus_policy_for_unroutable_events() {
