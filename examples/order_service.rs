@@ -10,7 +10,8 @@
 //!
 //! `EVENT_MANAGER_NAMESPACE=ns` puts its exchange and the queues it declares in a namespace.
 //! `--metrics 127.0.0.1:9464` serves `/metrics` and `/health` and keeps serving after the
-//! last confirm, until Ctrl-C / SIGTERM, so that the figures can be scraped.
+//! last confirm, until Ctrl-C / SIGTERM, so that the figures can be scraped; it exits 1 once
+//! the broker connection is given up (`AMQP_GIVE_UP_AFTER`).
 
 use clap::Parser;
 use event_manager_examples::{Order, cli, observe, services};
@@ -78,7 +79,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("published {published}");
     if metrics.is_some() {
-        cli::shutdown_signal().await;
+        // Serve the figures until a signal, or until the broker connection is given up.
+        tokio::select! {
+            () = cli::shutdown_signal() => {}
+            reason = cli::transport_gave_up(&bus) => {
+                bus.close().await;
+                return Err(format!("the broker connection was given up: {reason}").into());
+            }
+        }
     }
     bus.close().await;
     Ok(())

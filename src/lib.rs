@@ -216,6 +216,18 @@ pub mod cli {
         }
     }
 
+    /// Resolves with the reason once `bus`'s transport has given up for good
+    /// ([`event_manager::Bus::failure`]): a process that only publishes (or serves its
+    /// metrics) learns it here and exits, rather than live on without a broker.
+    pub async fn transport_gave_up(bus: &event_manager::Bus) -> String {
+        loop {
+            if let Some(reason) = bus.failure() {
+                return reason;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// The distinct orders seen, and where to log each new one.
     struct Seen {
         ids: HashSet<u64>,

@@ -44,6 +44,17 @@ impl Child {
         Self::spawn(scope, label, binary, args, &[], false)
     }
 
+    /// [`Child::publisher`] with extra `env`.
+    pub fn publisher_with(
+        scope: &Scope,
+        label: &str,
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Res<Self> {
+        Self::spawn(scope, label, binary, args, env, false)
+    }
+
     fn spawn(
         scope: &Scope,
         label: &str,

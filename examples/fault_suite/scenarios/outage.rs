@@ -2,9 +2,10 @@
 //! `rabbitmqctl stop_app`, 80 s, `start_app`. An in-process service consumes throughout,
 //! with 2 000 messages ready when the outage begins and more published after it: it must
 //! consume everything once the broker is back (no zombie consumer). Publishes attempted during
-//! the outage must fail within the confirm timeout. Separately, `billing_service` with
-//! `AMQP_GIVE_UP_AFTER=15s` must fail its run (exit non-zero) within about 30 s of the
-//! outage's start, so that a supervisor restarts it.
+//! the outage must fail within the confirm timeout. Separately, `billing_service` and
+//! `order_service --metrics` (done publishing, serving its figures) with
+//! `AMQP_GIVE_UP_AFTER=15s` must each exit non-zero within about 30 s of the outage's start,
+//! so that a supervisor restarts them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,7 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
         .ctx("starting the service")?;
     let queue = scope.queue(&consumer);
     let mut child = start_billing(&scope, &consumer).await?;
+    let mut metrics = start_order_metrics(&scope).await?;
     scope
         .publish_many(&tally, BEFORE, 200, CALM_PUBLISH_LIMIT, |i| {
             let id = format!("{}-b{i}", scope.token);
@@ -59,6 +61,10 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
     };
     let child_exit = child.wait(CHILD_EXIT_WITHIN).await;
     let child_seconds = outage_began.elapsed();
+    let metrics_exit = metrics
+        .wait(CHILD_EXIT_WITHIN.saturating_sub(child_seconds))
+        .await;
+    let metrics_seconds = outage_began.elapsed();
     tokio::time::sleep(OUTAGE.saturating_sub(outage_began.elapsed())).await;
     scope.broker.start_app().await?;
     let back = Instant::now();
@@ -104,7 +110,14 @@ pub async fn run(scope: Arc<Scope>) -> Res<Report> {
         ));
     }
     judge_during(&mut report, &during);
-    judge_child(&mut report, &child, child_exit, child_seconds);
+    judge_child(&mut report, "billing", &child, child_exit, child_seconds);
+    judge_child(
+        &mut report,
+        "order_metrics",
+        &metrics,
+        metrics_exit,
+        metrics_seconds,
+    );
     if let Err(e) = stopped {
         report.problem(format!("the in-process service: {e}"));
     }
@@ -184,6 +197,34 @@ async fn start_billing(scope: &Scope, bus: &Bus) -> Res<Child> {
     Ok(child)
 }
 
+/// `order_service --metrics` giving up after [`CHILD_GIVE_UP`], in a namespace of its own,
+/// once it has published its (no) orders and serves its figures.
+async fn start_order_metrics(scope: &Scope) -> Res<Child> {
+    let namespace = format!("{}-orders", scope.token);
+    let env = [
+        ("AMQP_GIVE_UP_AFTER", CHILD_GIVE_UP),
+        ("EVENT_MANAGER_NAMESPACE", namespace.as_str()),
+    ];
+    let child = Child::publisher_with(
+        scope,
+        "order_metrics",
+        "order_service",
+        &["--count", "0", "--metrics", "127.0.0.1:0"],
+        &env,
+    )?;
+    let began = Instant::now();
+    while !child.output().contains("published 0") {
+        if began.elapsed() > Duration::from_secs(20) {
+            return Err(format!(
+                "order_service --metrics did not start: {}",
+                child.tail()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(child)
+}
+
 /// One publish started every 2 s while the broker is down, each running on its own.
 async fn publish_during(scope: &Scope, tally: &Tally, bus: &Bus) -> Vec<Attempt> {
     let pending = (0..DURING).map(|i| async move {
@@ -232,6 +273,7 @@ fn judge_during(report: &mut Report, during: &[Attempt]) {
 
 fn judge_child(
     report: &mut Report,
+    label: &str,
     child: &Child,
     exit: Option<std::process::ExitStatus>,
     seconds: Duration,
@@ -239,18 +281,18 @@ fn judge_child(
     match exit {
         Some(status) => {
             report
-                .fact("billing_exit", status)
-                .fact("billing_exit_s", secs(seconds));
+                .fact(&format!("{label}_exit"), status)
+                .fact(&format!("{label}_exit_s"), secs(seconds));
             if status.success() {
-                report.problem(
-                    "billing_service exited 0 during the outage: a supervisor would not restart it",
-                );
+                report.problem(format!(
+                    "{label} exited 0 during the outage: a supervisor would not restart it"
+                ));
             }
         }
         None => {
-            report.fact("billing_exit", "none");
+            report.fact(&format!("{label}_exit"), "none");
             report.problem(format!(
-                "billing_service (AMQP_GIVE_UP_AFTER={CHILD_GIVE_UP}) was still running {} s into the outage: {}",
+                "{label} (AMQP_GIVE_UP_AFTER={CHILD_GIVE_UP}) was still running {} s into the outage: {}",
                 secs(seconds),
                 child.tail()
             ));
