@@ -87,6 +87,7 @@ macro_rules! shared_conformance_cases {
             a_requeued_message_keeps_its_expiry,
             declarations_rabbitmq_refuses_are_refused_alike,
             headers_come_back_equal_to_what_was_sent,
+            requeued_messages_come_back_in_the_order_rabbitmq_gives,
         );
     };
 }
@@ -383,6 +384,46 @@ pub async fn oversized_headers_are_refused_alike(env: &Env) {
     );
     env.transport().publish(message(100_000)).await.unwrap();
     assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 1);
+}
+
+/// Messages handed back come again in the order RabbitMQ gives them: a classic queue puts
+/// each back at its place, a quorum queue behind the messages ready (in the order they came
+/// back). The in-memory broker put each at the head, so that two handed back came in
+/// reverse order.
+pub async fn requeued_messages_come_back_in_the_order_rabbitmq_gives(env: &Env) {
+    for kind in [QueueKind::Classic, QueueKind::Quorum] {
+        let queue = env.raw_queue(&format!("requeue_order_{kind:?}").to_lowercase());
+        let transport = env.transport();
+        let mut spec = QueueSpec::durable(&queue);
+        spec.kind = kind;
+        transport.declare_queue(&spec).await.unwrap();
+        for i in 0..4 {
+            let mut message = to_queue(&queue);
+            message.body = i.to_string().into_bytes().into();
+            transport.publish(message).await.unwrap();
+        }
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(env.get_within(&queue).await);
+        }
+        let first = taken.remove(0);
+        let third = taken.remove(1);
+        let second = taken.remove(0);
+        first.reject(true).await.unwrap();
+        third.reject(true).await.unwrap();
+        second.reject(true).await.unwrap();
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let incoming = env.get_within(&queue).await;
+            order.push(String::from_utf8_lossy(&incoming.message.body).into_owned());
+            incoming.ack().await.unwrap();
+        }
+        let expected = match kind {
+            QueueKind::Classic => ["0", "1", "2", "3"],
+            QueueKind::Quorum => ["3", "0", "2", "1"],
+        };
+        assert_eq!(order, expected, "{kind:?}");
+    }
 }
 
 /// Headers, nested tables included, come back equal to what was sent, though RabbitMQ hands

@@ -6,7 +6,8 @@
 //! ten thousand), the default exchange routing to the
 //! queue named by the key, fan-out to every bound queue (one copy per queue, however many of
 //! its bindings match), round-robin between competing consumers limited by prefetch, manual
-//! ack and reject, requeue with `redelivered` set, unsettled deliveries returned to the queue
+//! ack and reject, requeue with `redelivered` set (a classic queue puts a message back at its
+//! place, a quorum queue behind the messages ready), unsettled deliveries returned to the queue
 //! when a consumer goes away, per-queue message TTL with dead-letter exchange and routing key,
 //! `mandatory` publishes failing when no queue takes them, and named errors when a queue or
 //! exchange is re-declared with different settings. A message expires at the head of its
@@ -135,6 +136,9 @@ struct Ready {
     /// When it expires, in a queue with a time to live: kept across requeues, as RabbitMQ
     /// does.
     expires: Option<Instant>,
+    /// Its place in the queue, in the order messages came in: a classic queue puts a
+    /// message handed back at its place.
+    seq: u64,
 }
 
 impl Ready {
@@ -165,6 +169,7 @@ struct QueueState {
     consumers: Vec<Consumer>,
     next_consumer: usize,
     next_consumer_id: u64,
+    next_seq: u64,
     deleted: bool,
 }
 
@@ -301,10 +306,13 @@ impl Queue {
             if state.deleted {
                 return;
             }
+            let seq = state.next_seq;
+            state.next_seq += 1;
             state.ready.push_back(Ready {
                 message,
                 returns: 0,
                 expires: now.zip(ttl).map(|(now, ttl)| now + ttl),
+                seq,
             });
             // Handed to a consumer at once if one has room, even with a time to live of 0,
             // as RabbitMQ does.
@@ -391,6 +399,7 @@ impl Queue {
             message,
             returns,
             expires,
+            seq,
         } = delivery;
         let (dead, expired) = {
             let mut state = lock(&self.state);
@@ -412,13 +421,22 @@ impl Queue {
                         message,
                         returns,
                         expires,
+                        seq,
                     };
                     if limit.is_some_and(|limit| returns > limit) {
                         Some((back.message, "delivery_limit"))
                     } else if back.expired(Instant::now()) {
                         Some((back.message, "expired"))
                     } else {
-                        state.ready.push_front(back);
+                        match self.spec.kind {
+                            // At its place, as RabbitMQ's classic queues do.
+                            QueueKind::Classic => {
+                                let at = state.ready.partition_point(|r| r.seq < seq);
+                                state.ready.insert(at, back);
+                            }
+                            // Behind the messages ready, as RabbitMQ's quorum queues do.
+                            QueueKind::Quorum => state.ready.push_back(back),
+                        }
                         None
                     }
                 }
