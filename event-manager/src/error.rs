@@ -364,6 +364,20 @@ pub enum PublishError {
         /// The confirm timeout.
         after: std::time::Duration,
     },
+    /// The message's `expiration` property is not a number of milliseconds (ASCII digits):
+    /// RabbitMQ would close the channel (`PRECONDITION_FAILED - invalid expiration`). Nothing
+    /// was sent.
+    #[error(
+        "the expiration `{expiration}` of the message to `{exchange}` with key `{routing_key}` is not a number of milliseconds"
+    )]
+    InvalidExpiration {
+        /// The exchange published to.
+        exchange: String,
+        /// The routing key used.
+        routing_key: String,
+        /// The expiration given.
+        expiration: String,
+    },
     /// The message's properties and headers do not fit in one AMQP frame (`frame_max` of the
     /// connection, 128 KiB by default on RabbitMQ); the broker would close the connection.
     /// Nothing was sent.

@@ -40,11 +40,21 @@ pub const DEFAULT_FRAME_MAX: usize = 131_072;
 
 impl Message {
     /// Fails with [`crate::PublishError::TooLong`] when one of the message's short strings
-    /// is longer than [`SHORT_STRING_MAX`], and with [`crate::PublishError::DuplicateHeader`]
-    /// when a header table names an entry twice: every transport refuses such a message
-    /// alike.
+    /// is longer than [`SHORT_STRING_MAX`], with [`crate::PublishError::DuplicateHeader`]
+    /// when a header table names an entry twice, and with
+    /// [`crate::PublishError::InvalidExpiration`] when its `expiration` is not a number of
+    /// milliseconds: every transport refuses such a message alike, before sending it.
     #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn check_short_strings(&self) -> Result<(), crate::PublishError> {
+        if let Some(expiration) = &self.properties.expiration
+            && self.expiration().is_none()
+        {
+            return Err(crate::PublishError::InvalidExpiration {
+                exchange: self.exchange.to_string(),
+                routing_key: self.routing_key.to_string(),
+                expiration: expiration.clone(),
+            });
+        }
         if self.short_strings_fit() {
             return Ok(());
         }
@@ -70,6 +80,19 @@ impl Message {
                 len,
             }),
         }
+    }
+
+    /// The message's own time to live, from its `expiration` property (milliseconds, ASCII
+    /// digits); `None` without one, or when it is not such a number. Too large a number is
+    /// taken as a year.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
+    pub(crate) fn expiration(&self) -> Option<std::time::Duration> {
+        let text = self.properties.expiration.as_deref()?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let ms = text.parse::<u64>().unwrap_or(u64::MAX);
+        Some(std::time::Duration::from_millis(ms).min(crate::LONGEST_WAIT))
     }
 
     /// Whether every short string of the message fits: the test of every publish, kept to
@@ -647,7 +670,10 @@ mod tests {
             }),
             ("type", |m, t| m.properties.kind = Some(t.into())),
             ("app id", |m, t| m.properties.app_id = Some(t.into())),
-            ("expiration", |m, t| m.properties.expiration = Some(t)),
+            // A number of milliseconds, as an expiration must be.
+            ("expiration", |m, t| {
+                m.properties.expiration = Some("9".repeat(t.len()))
+            }),
             ("reply-to", |m, t| m.properties.reply_to = Some(t)),
         ];
         for (name, set) in setters {

@@ -88,6 +88,7 @@ macro_rules! shared_conformance_cases {
             declarations_rabbitmq_refuses_are_refused_alike,
             headers_come_back_equal_to_what_was_sent,
             requeued_messages_come_back_in_the_order_rabbitmq_gives,
+            per_message_expiration_applies_alike,
         );
     };
 }
@@ -384,6 +385,45 @@ pub async fn oversized_headers_are_refused_alike(env: &Env) {
     );
     env.transport().publish(message(100_000)).await.unwrap();
     assert_eq!(env.transport().queue_len(&queue).await.unwrap(), 1);
+}
+
+/// A message's own time to live (its `expiration` property) applies on both transports: it
+/// expires and is dead-lettered without it. An expiration that is not a number of
+/// milliseconds is refused before anything is sent; RabbitMQ's transport re-sent it 20
+/// times (the broker closing the channel each time) before failing, and the in-memory broker
+/// took it and ignored the property.
+pub async fn per_message_expiration_applies_alike(env: &Env) {
+    use event_manager::transport::DeadLetterTarget;
+    let (queue, target) = (env.raw_queue("expiring"), env.raw_queue("expired"));
+    let transport = env.transport();
+    transport
+        .declare_queue(&QueueSpec::durable(&target))
+        .await
+        .unwrap();
+    let mut spec = QueueSpec::durable(&queue);
+    spec.dead_letter = Some(DeadLetterTarget {
+        exchange: String::new(),
+        routing_key: Some(target.clone()),
+        at_least_once: false,
+    });
+    transport.declare_queue(&spec).await.unwrap();
+    let mut bad = to_queue(&queue);
+    bad.properties.expiration = Some("abc".into());
+    let refused = transport.publish(bad).await;
+    assert!(
+        matches!(&refused, Err(PublishError::InvalidExpiration { expiration, .. }) if expiration == "abc"),
+        "{refused:?}"
+    );
+    let mut short = to_queue(&queue);
+    short.properties.expiration = Some("100".into());
+    transport.publish(short).await.unwrap();
+    let dead = env.take(&target).await;
+    assert_eq!(dead.properties.expiration, None);
+    assert_eq!(
+        dead.properties.headers.get_str("x-first-death-reason"),
+        Some("expired")
+    );
+    assert_eq!(transport.queue_len(&queue).await.unwrap(), 0);
 }
 
 /// Messages handed back come again in the order RabbitMQ gives them: a classic queue puts

@@ -299,7 +299,11 @@ fn route(inner: &Arc<Inner>, message: Message) -> Result<Option<Message>, Topolo
 
 impl Queue {
     fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
-        let ttl = self.spec.message_ttl;
+        // The shorter of the queue's time to live and the message's own (`expiration`).
+        let ttl = match (self.spec.message_ttl, message.expiration()) {
+            (Some(queue), Some(own)) => Some(queue.min(own)),
+            (queue, own) => queue.or(own),
+        };
         let now = ttl.map(|_| Instant::now());
         let expired = {
             let mut state = lock(&self.state);
@@ -371,6 +375,8 @@ impl Queue {
             at_least_once,
         } = target;
         let mut copy = message.clone();
+        // As RabbitMQ does, so that it does not expire again where it goes.
+        copy.properties.expiration = None;
         let headers = &mut copy.properties.headers;
         if headers.get(BROKER_DEATH_REASON_HEADER).is_none() {
             headers.insert(BROKER_DEATH_REASON_HEADER, reason);
