@@ -460,17 +460,14 @@ async fn fail_over(loss: Loss) {
 /// consumer is left on the queue.
 #[tokio::test]
 async fn a_consume_answered_too_late_leaves_no_consumer_behind() {
-    let mut first = Proxy::start().await;
-    let second = Proxy::start().await;
-    let list = format!("{},{}", first.url(None), second.url(None));
-    let transport = AmqpTransport::connect(&list).await.unwrap();
-    let direct = AmqpTransport::connect(&common::amqp_url()).await.unwrap();
-    let queue = common::unique("late_consume");
-    direct
-        .declare_queue(&QueueSpec::durable(&queue))
-        .await
-        .unwrap();
-    let mut subscription = transport.subscribe(&queue, 10).await.unwrap();
+    let TwoNodes {
+        mut first,
+        second,
+        transport,
+        direct,
+        queue,
+        mut subscription,
+    } = TwoNodes::subscribed("late_consume", AmqpOptions::default()).await;
     // Consuming again on the second node waits 7 s for each of its first three answers,
     // longer than the 5 s the transport waits: it tries again, as it did in a cluster whose
     // queues were electing their leaders, and every attempt must leave nothing behind.
@@ -522,18 +519,15 @@ async fn a_consume_answered_too_late_leaves_no_consumer_behind() {
 /// or fails.
 #[tokio::test]
 async fn a_consume_never_answered_ends_the_subscription() {
-    let mut first = Proxy::start().await;
-    let second = Proxy::start().await;
-    let list = format!("{},{}", first.url(None), second.url(None));
     let options = AmqpOptions::default().confirm_timeout(Duration::from_secs(3));
-    let transport = AmqpTransport::connect_with(&list, &options).await.unwrap();
-    let direct = AmqpTransport::connect(&common::amqp_url()).await.unwrap();
-    let queue = common::unique("never_answered");
-    direct
-        .declare_queue(&QueueSpec::durable(&queue))
-        .await
-        .unwrap();
-    let mut subscription = transport.subscribe(&queue, 10).await.unwrap();
+    let TwoNodes {
+        mut first,
+        second,
+        transport: _transport,
+        direct,
+        queue,
+        mut subscription,
+    } = TwoNodes::subscribed("never_answered", options).await;
     second
         .hold_next(BASIC_CONSUME, Duration::from_secs(60), 100)
         .await;
@@ -659,6 +653,41 @@ async fn an_operation_that_waited_out_its_timeout_in_line_is_not_sent() {
         .expect_err("the queued declaration had no time left")
         .to_string();
     assert!(error.contains("not sent"), "{error}");
+}
+
+/// A transport on two "nodes" (proxies to the local broker), subscribed to a fresh queue
+/// (prefetch 10) through the first, and a transport straight to the broker.
+struct TwoNodes {
+    first: Proxy,
+    second: Proxy,
+    transport: AmqpTransport,
+    direct: AmqpTransport,
+    queue: String,
+    subscription: Box<dyn event_manager::transport::Subscription>,
+}
+
+impl TwoNodes {
+    async fn subscribed(base: &str, options: AmqpOptions) -> Self {
+        let first = Proxy::start().await;
+        let second = Proxy::start().await;
+        let list = format!("{},{}", first.url(None), second.url(None));
+        let transport = AmqpTransport::connect_with(&list, &options).await.unwrap();
+        let direct = AmqpTransport::connect(&common::amqp_url()).await.unwrap();
+        let queue = common::unique(base);
+        direct
+            .declare_queue(&QueueSpec::durable(&queue))
+            .await
+            .unwrap();
+        let subscription = transport.subscribe(&queue, 10).await.unwrap();
+        Self {
+            first,
+            second,
+            transport,
+            direct,
+            queue,
+            subscription,
+        }
+    }
 }
 
 /// A transport through `proxy` that waits `patience` for an answer to a topology operation.

@@ -300,14 +300,7 @@ async fn a_running_relay_publishes_rows_as_they_commit_and_stops_on_shutdown() {
             })
             .await
     });
-    for id in 0..20 {
-        let mut tx = store.begin();
-        bus.outbox(&mut tx)
-            .publish(PING, &Probe { id })
-            .await
-            .unwrap();
-        tx.commit();
-    }
+    write_pings(&bus, &store, 20).await;
     wait_for("20 handled", || handled.lock().unwrap().len() == 20).await;
     stop.send(()).unwrap();
     assert_eq!(task.await.unwrap(), 20);

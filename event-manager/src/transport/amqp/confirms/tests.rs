@@ -125,6 +125,26 @@ fn no_sync() -> Vec<Identity> {
     Vec::new()
 }
 
+/// Polls until a poll decides nothing more; `at_first_sync` runs when the acknowledgement
+/// lock is first taken (what lapin's thread finishes before it is free).
+fn decide_all(
+    confirms: &mut Fake,
+    at_first_sync: impl FnOnce(),
+) -> Vec<(String, Decision<String>)> {
+    let mut pending = Some(at_first_sync);
+    let mut sync = || {
+        if let Some(finish) = pending.take() {
+            finish();
+        }
+        Vec::new()
+    };
+    let mut decided = Vec::new();
+    while let Poll::Ready(more) = poll(confirms, &mut sync) {
+        decided.extend(more);
+    }
+    decided
+}
+
 fn is(decided: &[(String, Decision<String>)], id: &str, unroutable: bool) -> bool {
     decided.iter().any(|(i, d)| {
         i == id
@@ -162,19 +182,8 @@ fn a_return_on_a_confirm_lapin_is_still_resolving_is_not_missed() {
     x.written();
     c.written();
     x.acked(None);
-    let mut synced = false;
-    let mut sync = || {
-        // lapin's thread finishes the ack before the lock is free.
-        if !synced {
-            c.acked(Some(&x));
-            synced = true;
-        }
-        Vec::new()
-    };
-    let mut decided = Vec::new();
-    while let Poll::Ready(more) = poll(&mut confirms, &mut sync) {
-        decided.extend(more);
-    }
+    // lapin's thread finishes the ack before the lock is free.
+    let decided = decide_all(&mut confirms, || c.acked(Some(&x)));
     assert!(is(&decided, "x", true), "{decided:?}");
     assert!(is(&decided, "c", false), "{decided:?}");
 }
@@ -189,19 +198,10 @@ fn a_return_on_a_publish_whose_write_was_not_seen_is_not_missed() {
     x.written();
     c.track(&mut confirms, later());
     x.acked(None);
-    let mut synced = false;
-    let mut sync = || {
-        if !synced {
-            c.written();
-            c.acked(Some(&x));
-            synced = true;
-        }
-        Vec::new()
-    };
-    let mut decided = Vec::new();
-    while let Poll::Ready(more) = poll(&mut confirms, &mut sync) {
-        decided.extend(more);
-    }
+    let decided = decide_all(&mut confirms, || {
+        c.written();
+        c.acked(Some(&x));
+    });
     assert!(is(&decided, "x", true), "{decided:?}");
     assert!(is(&decided, "c", false), "{decided:?}");
 }
@@ -222,10 +222,7 @@ fn a_return_on_a_publish_given_up_is_not_missed() {
     x.written();
     c.acked(Some(&x));
     x.acked(None);
-    let mut decided = Vec::new();
-    while let Poll::Ready(more) = poll(&mut confirms, no_sync) {
-        decided.extend(more);
-    }
+    let decided = decide_all(&mut confirms, || ());
     assert_eq!(decided.len(), 1, "{decided:?}");
     assert!(is(&decided, "x", true), "{decided:?}");
     assert!(
