@@ -41,7 +41,7 @@ impl Child {
 
     /// Starts `binary` (e.g. `order_service`) like [`Child::consumer`], without a handled log.
     pub fn publisher(scope: &Scope, label: &str, binary: &str, args: &[&str]) -> Res<Self> {
-        Self::spawn(scope, label, binary, args, &[], false)
+        Self::publisher_with(scope, label, binary, args, &[])
     }
 
     /// [`Child::publisher`] with extra `env`.
