@@ -20,7 +20,8 @@ pub fn expand(input: &DeriveInput, contract: &Contract) -> TokenStream {
     let methods = contract
         .names
         .iter()
-        .filter(|n| usable(&n.name) && seen.insert(n.name.as_str()))
+        // One constant per upper-cased name: `a` and `A` would both define `A`.
+        .filter(|n| usable(&n.name) && seen.insert(n.name.to_uppercase()))
         .map(|n| {
             let def = syn::Ident::new(&n.name.to_uppercase(), Span::call_site());
             let method = syn::Ident::new(&n.name, Span::call_site());
