@@ -466,6 +466,26 @@ fn check_and_write_name_missing_differing_and_extra_files() {
     fs::remove_dir_all(&dir).ok();
 }
 
+/// A `*.json` file whose name is not UTF-8 is no export: it is reported as extra and
+/// removed by `write`, like any other. It used to be skipped.
+#[cfg(unix)]
+#[test]
+fn a_json_file_with_a_name_that_is_not_utf8_is_extra() {
+    use std::os::unix::ffi::OsStrExt;
+    let api = api();
+    let dir = temp_dir("event-manager-schemas-utf8");
+    schema::write(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let odd = dir.join(std::ffi::OsStr::from_bytes(b"order.v1.\xffsubmit.json"));
+    fs::write(&odd, "{}\n").unwrap_or_else(|e| panic!("{e}"));
+    let stale = schema::find_stale(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].staleness, Staleness::Extra);
+    assert_eq!(stale[0].path, odd);
+    schema::write(&api, &dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!odd.exists(), "write removed it");
+    fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn an_unwritable_directory_is_an_error_naming_the_path() {
     let file = temp_dir("event-manager-schemas-file");

@@ -146,10 +146,10 @@ fn stale_files(
             staleness,
         });
     }
-    for name in exported_looking_files(dir)? {
+    for (name, path) in exported_looking_files(dir)? {
         if !expected.contains_key(&name) {
             stale.push(StaleFile {
-                path: dir.join(&name),
+                path,
                 name,
                 staleness: Staleness::Extra,
             });
@@ -159,8 +159,9 @@ fn stale_files(
     Ok(stale)
 }
 
-/// The names of the regular `*.json` files directly in `dir`; none when `dir` does not exist.
-fn exported_looking_files(dir: &Path) -> Result<Vec<String>, SchemaError> {
+/// The names and paths of the regular `*.json` files directly in `dir`; none when `dir` does
+/// not exist.
+fn exported_looking_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, SchemaError> {
     let read_dir_error = |source| SchemaError::ReadDir {
         path: dir.to_owned(),
         source,
@@ -178,9 +179,9 @@ fn exported_looking_files(dir: &Path) -> Result<Vec<String>, SchemaError> {
         if !is_json || !path.is_file() {
             continue;
         }
-        if let Some(name) = entry.file_name().to_str() {
-            names.push(name.to_owned());
-        }
+        // A name that is not UTF-8 is no export's (those are routing keys): extra, named
+        // lossily; its path stays exact, for `write` to remove it.
+        names.push((entry.file_name().to_string_lossy().into_owned(), path));
     }
     Ok(names)
 }
