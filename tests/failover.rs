@@ -515,11 +515,15 @@ async fn a_consume_answered_too_late_leaves_no_consumer_behind() {
 /// A broker that never answers `basic.consume` again, on a connection that is up: the
 /// subscription used to try again every 5 s for ever, while its service looked alive
 /// (consuming, connected). It now ends once consuming has kept failing for twice the
-/// confirm timeout, so that the service declares its topology again and subscribes anew,
-/// or fails.
+/// confirm timeout, at least 30 s, so that the service declares its topology again and
+/// subscribes anew, or fails.
 #[tokio::test]
 async fn a_consume_never_answered_ends_the_subscription() {
-    let options = AmqpOptions::default().confirm_timeout(Duration::from_secs(3));
+    // Held frames hold the heartbeats that follow them too: a heartbeat interval longer
+    // than the test keeps the broker from closing the connection meanwhile.
+    let options = AmqpOptions::default()
+        .confirm_timeout(Duration::from_secs(3))
+        .heartbeat(Duration::from_secs(120));
     let TwoNodes {
         mut first,
         second,
@@ -533,7 +537,7 @@ async fn a_consume_never_answered_ends_the_subscription() {
         .await;
     first.kill();
     let started = tokio::time::Instant::now();
-    let next = tokio::time::timeout(Duration::from_secs(45), subscription.next()).await;
+    let next = tokio::time::timeout(Duration::from_secs(60), subscription.next()).await;
     let reason = subscription.end_reason();
     println!(
         "never answered: ended after {:.1?}: {reason:?}",

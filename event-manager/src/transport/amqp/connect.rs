@@ -133,9 +133,9 @@ impl AmqpOptions {
 
     /// How long a publish waits for the broker's confirm, re-sends after a reconnect
     /// included, before it fails with [`crate::PublishError::Timeout`] (default 30 s). Also
-    /// the deadline of each topology operation, and twice it bounds how long a subscription
-    /// keeps trying to consume again on a connection that is up before it ends (its service
-    /// then subscribes anew, or fails). A timed-out message may still reach the broker later:
+    /// the deadline of each topology operation, and twice it (at least 30 s) bounds how long
+    /// a subscription keeps trying to consume again on a connection that is up before it ends
+    /// (its service then subscribes anew, or fails). A timed-out message may still reach the broker later:
     /// delivery stays at-least-once. Between 1 ms and a year.
     pub fn confirm_timeout(mut self, timeout: Duration) -> Self {
         self.confirm_timeout = timeout.clamp(Duration::from_millis(1), crate::LONGEST_WAIT);

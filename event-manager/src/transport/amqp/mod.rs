@@ -47,7 +47,7 @@ use crate::routing::BindingPattern;
 use convert::{already_gone_is_fine, queue_arguments, short, topology_error};
 use link::{Health, Link};
 use publisher::{Publisher, open_publisher};
-use subscription::{AmqpSubscription, NotConsuming};
+use subscription::{AmqpSubscription, MIN_RESUME_LIMIT, NotConsuming};
 
 /// How long closing the connection may take.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -502,7 +502,7 @@ impl Transport for AmqpTransport {
             prefetch,
             // Consuming again may fail a while on a connection that is up (a quorum queue
             // electing its leader), not for ever.
-            deadline.saturating_mul(2),
+            deadline.saturating_mul(2).max(MIN_RESUME_LIMIT),
             (connection, channel, consumer),
         )))
     }

@@ -37,6 +37,10 @@ use crate::transport::{Incoming, Settler, Subscription};
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between two failed attempts to consume again.
 const RESUME_PAUSE: Duration = Duration::from_millis(200);
+/// The shortest time consuming again may keep failing on a connection that is up before a
+/// subscription ends (else twice the confirm timeout): a quorum queue electing its leader
+/// after a node was lost can take a while to answer.
+pub(super) const MIN_RESUME_LIMIT: Duration = Duration::from_secs(30);
 
 /// The message of `delivery`: its names and body are moved out, not copied (its properties
 /// can only be read).
