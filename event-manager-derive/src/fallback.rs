@@ -3,7 +3,7 @@
 //! the right types and no contract behind them, so that one bad attribute gives its own
 //! errors and none at every use of the type. Nothing is registered in the link-time registry.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -16,21 +16,24 @@ pub fn expand(input: &DeriveInput, contract: &Contract) -> TokenStream {
     let ty = &input.ident;
     let krate = quote!(::event_manager);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let mut seen = HashSet::new();
-    let methods = contract
-        .names
-        .iter()
-        // One constant per upper-cased name: `a` and `A` would both define `A`.
-        .filter(|n| usable(&n.name) && seen.insert(n.name.to_uppercase()))
-        .map(|n| {
-            let def = syn::Ident::new(&n.name.to_uppercase(), Span::call_site());
-            let method = syn::Ident::new(&n.name, Span::call_site());
-            quote! {
-                pub const #def: #krate::EventDef<Self> = #krate::__private::fallback_event_def();
+    // One constant per upper-cased name (`a` and `A` would both define `A`), the method named
+    // by the lower-case spelling where there is one: the one uses of the type call.
+    let mut by_constant: BTreeMap<String, &str> = BTreeMap::new();
+    for n in contract.names.iter().filter(|n| usable(&n.name)) {
+        let kept = by_constant.entry(n.name.to_uppercase()).or_insert(&n.name);
+        if n.name.chars().all(|c| !c.is_ascii_uppercase()) {
+            *kept = &n.name;
+        }
+    }
+    let methods = by_constant.values().map(|name| {
+        let def = syn::Ident::new(&name.to_uppercase(), Span::call_site());
+        let method = syn::Ident::new(name, Span::call_site());
+        quote! {
+            pub const #def: #krate::EventDef<Self> = #krate::__private::fallback_event_def();
 
-                #krate::__private::publish_method! { fallback #method }
-            }
-        });
+            #krate::__private::publish_method! { fallback #method }
+        }
+    });
     quote! {
         #[doc(hidden)]
         #[allow(unused_qualifications, non_upper_case_globals, clippy::all)]

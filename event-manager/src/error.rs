@@ -364,9 +364,9 @@ pub enum PublishError {
         /// The confirm timeout.
         after: std::time::Duration,
     },
-    /// The message's `expiration` property is not a number of milliseconds (ASCII digits):
-    /// RabbitMQ would close the channel (`PRECONDITION_FAILED - invalid expiration`). Nothing
-    /// was sent.
+    /// The message's `expiration` property is not a number of milliseconds (ASCII digits, at
+    /// most `u32::MAX`): RabbitMQ would close the channel (`PRECONDITION_FAILED - invalid
+    /// expiration`). Nothing was sent.
     #[error(
         "the expiration `{expiration}` of the message to `{exchange}` with key `{routing_key}` is not a number of milliseconds"
     )]

@@ -82,17 +82,17 @@ impl Message {
         }
     }
 
-    /// The message's own time to live, from its `expiration` property (milliseconds, ASCII
-    /// digits); `None` without one, or when it is not such a number. Too large a number is
-    /// taken as a year.
+    /// The message's own time to live, from its `expiration` property: milliseconds in
+    /// ASCII digits, at most `u32::MAX` (about 49 days) as RabbitMQ takes; `None` without
+    /// one, or when it is not such a number.
     #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn expiration(&self) -> Option<std::time::Duration> {
         let text = self.properties.expiration.as_deref()?;
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let ms = text.parse::<u64>().unwrap_or(u64::MAX);
-        Some(std::time::Duration::from_millis(ms).min(crate::LONGEST_WAIT))
+        let ms = text.parse::<u32>().ok()?;
+        Some(std::time::Duration::from_millis(u64::from(ms)))
     }
 
     /// Whether every short string of the message fits: the test of every publish, kept to
@@ -539,6 +539,35 @@ mod tests {
     use crate::PublishError;
 
     #[test]
+    fn an_expiration_is_milliseconds_up_to_u32_max() {
+        let mut message = message_with("h", HeaderValue::Int(1));
+        for (expiration, ok) in [
+            ("0", true),
+            ("4294967295", true),
+            ("4294967296", false),
+            ("", false),
+            ("-1", false),
+            ("1.5", false),
+            ("abc", false),
+        ] {
+            message.properties.expiration = Some(expiration.to_owned());
+            let checked = message.check_short_strings();
+            assert_eq!(checked.is_ok(), ok, "{expiration:?}: {checked:?}");
+            if !ok {
+                assert!(
+                    matches!(checked, Err(PublishError::InvalidExpiration { .. })),
+                    "{expiration:?}"
+                );
+            }
+        }
+        message.properties.expiration = Some("9".repeat(SHORT_STRING_MAX + 1));
+        assert!(matches!(
+            message.check_short_strings(),
+            Err(PublishError::InvalidExpiration { .. })
+        ));
+    }
+
+    #[test]
     fn headers_are_equal_in_any_order_but_not_with_other_values() {
         let table = |entries: &[(&str, i64)]| {
             HeaderValue::Table(
@@ -655,7 +684,8 @@ mod tests {
     fn every_text_property_is_checked() {
         let long = "p".repeat(SHORT_STRING_MAX + 1);
         type Set = fn(&mut Message, String);
-        let setters: [(&str, Set); 10] = [
+        // (An expiration that long is no number of milliseconds: `InvalidExpiration`, below.)
+        let setters: [(&str, Set); 9] = [
             ("exchange", |m, t| m.exchange = t.into()),
             ("routing key", |m, t| m.routing_key = t.into()),
             ("message id", |m, t| m.properties.message_id = Some(t)),
@@ -670,10 +700,6 @@ mod tests {
             }),
             ("type", |m, t| m.properties.kind = Some(t.into())),
             ("app id", |m, t| m.properties.app_id = Some(t.into())),
-            // A number of milliseconds, as an expiration must be.
-            ("expiration", |m, t| {
-                m.properties.expiration = Some("9".repeat(t.len()))
-            }),
             ("reply-to", |m, t| m.properties.reply_to = Some(t)),
         ];
         for (name, set) in setters {

@@ -125,6 +125,7 @@ fn fails_alone(error: &StoreError) -> bool {
                 | PublishError::HeadersTooLarge { .. }
                 | PublishError::TooLong { .. }
                 | PublishError::DuplicateHeader { .. }
+                | PublishError::InvalidExpiration { .. }
                 | PublishError::Encode { .. }
                 | PublishError::Topology(
                     T::Mismatch { .. }

@@ -7,7 +7,8 @@
 //! queue named by the key, fan-out to every bound queue (one copy per queue, however many of
 //! its bindings match), round-robin between competing consumers limited by prefetch, manual
 //! ack and reject, requeue with `redelivered` set (a classic queue puts a message back at its
-//! place, a quorum queue behind the messages ready), unsettled deliveries returned to the queue
+//! place; a quorum queue serves the messages handed back first when it has a delivery limit,
+//! else puts them behind the messages ready), unsettled deliveries returned to the queue
 //! when a consumer goes away, per-queue message TTL with dead-letter exchange and routing key,
 //! `mandatory` publishes failing when no queue takes them, and named errors when a queue or
 //! exchange is re-declared with different settings. A message expires at the head of its
@@ -170,6 +171,9 @@ struct QueueState {
     next_consumer: usize,
     next_consumer_id: u64,
     next_seq: u64,
+    /// How many messages at the head of `ready` were handed back: a quorum queue with a
+    /// delivery limit serves them first, in the order they came back.
+    returned_first: usize,
     deleted: bool,
 }
 
@@ -341,18 +345,11 @@ impl Queue {
     }
 
     /// Dead-letters the messages at the head of the queue whose time to live is over, as
-    /// RabbitMQ does (a message behind one that has not expired waits for it; with one TTL
-    /// per queue they expire in order).
+    /// RabbitMQ does: a message behind one that has not expired waits until it is at the
+    /// head (whenever the head is taken, expired messages behind it go too).
     fn expire_due(self: &Arc<Self>) {
         let now = Instant::now();
-        let expired: Vec<Ready> = {
-            let mut state = lock(&self.state);
-            let mut expired = Vec::new();
-            while state.ready.front().is_some_and(|r| r.expired(now)) {
-                expired.extend(state.ready.pop_front());
-            }
-            expired
-        };
+        let expired = lock(&self.state).expired_heads(|at| at <= now);
         self.dead_letter_expired(expired);
     }
 
@@ -434,14 +431,21 @@ impl Queue {
                     } else if back.expired(Instant::now()) {
                         Some((back.message, "expired"))
                     } else {
-                        match self.spec.kind {
+                        match (self.spec.kind, limit) {
                             // At its place, as RabbitMQ's classic queues do.
-                            QueueKind::Classic => {
+                            (QueueKind::Classic, _) => {
                                 let at = state.ready.partition_point(|r| r.seq < seq);
                                 state.ready.insert(at, back);
                             }
-                            // Behind the messages ready, as RabbitMQ's quorum queues do.
-                            QueueKind::Quorum => state.ready.push_back(back),
+                            // Ahead of the messages ready, behind those handed back before,
+                            // as RabbitMQ's quorum queues with a delivery limit do.
+                            (QueueKind::Quorum, Some(_)) => {
+                                let at = state.returned_first;
+                                state.ready.insert(at, back);
+                                state.returned_first += 1;
+                            }
+                            // Behind the messages ready, as they do without one.
+                            (QueueKind::Quorum, None) => state.ready.push_back(back),
                         }
                         None
                     }
@@ -496,6 +500,28 @@ enum Settle {
 }
 
 impl QueueState {
+    /// Takes the message at the head.
+    fn pop_ready(&mut self) -> Option<Ready> {
+        self.returned_first = self.returned_first.saturating_sub(1);
+        self.ready.pop_front()
+    }
+
+    /// Takes the messages at the head that `is_over` says expired, to be dead-lettered once
+    /// the lock is released.
+    #[must_use]
+    fn expired_heads(&mut self, is_over: impl Fn(Instant) -> bool) -> Vec<Ready> {
+        let mut expired = Vec::new();
+        while self
+            .ready
+            .front()
+            .and_then(|r| r.expires)
+            .is_some_and(&is_over)
+        {
+            expired.extend(self.pop_ready());
+        }
+        expired
+    }
+
     /// Hands ready messages to consumers with room, round-robin; returns the ones it found
     /// at the head expired (before `now`, else before the clock reads) instead, to be
     /// dead-lettered once the lock is released.
@@ -510,7 +536,7 @@ impl QueueState {
             }) else {
                 break;
             };
-            let Some(ready) = self.ready.pop_front() else {
+            let Some(ready) = self.pop_ready() else {
                 break;
             };
             if let Some(at) = ready.expires
@@ -526,6 +552,11 @@ impl QueueState {
                 waker.wake();
             }
             self.next_consumer = (index + 1) % n;
+        }
+        // What is at the head now may have expired while it waited behind another.
+        if self.ready.front().is_some_and(|r| r.expires.is_some()) {
+            let now = *now.get_or_insert_with(Instant::now);
+            expired.extend(self.expired_heads(|at| at < now));
         }
         expired
     }
@@ -627,6 +658,7 @@ impl Transport for InMemoryBroker {
                 let mut state = lock(&q.state);
                 state.deleted = true;
                 state.ready.clear();
+                state.returned_first = 0;
                 std::mem::take(&mut state.consumers)
             };
             // Their subscriptions end.
@@ -699,18 +731,13 @@ impl Transport for InMemoryBroker {
         let now = Instant::now();
         let (ready, expired) = {
             let mut state = lock(&q.state);
-            let mut expired = Vec::new();
-            let ready = loop {
-                match state.ready.pop_front() {
-                    Some(ready) if ready.expired(now) => expired.push(ready),
-                    next => break next,
-                }
-            };
+            let mut expired = state.expired_heads(|at| at <= now);
+            let ready = state.pop_ready();
+            // Those that expired behind it go with it.
+            expired.extend(state.expired_heads(|at| at <= now));
             (ready, expired)
         };
-        for ready in expired {
-            q.dead_letter(&ready.message, "expired");
-        }
+        q.dead_letter_expired(expired);
         let Some(ready) = ready else {
             return Ok(None);
         };

@@ -294,3 +294,45 @@ async fn a_time_to_live_of_zero_reaches_a_waiting_consumer() {
     assert_eq!(broker.queue_len("ttl0").await.unwrap(), 0);
     assert_eq!(broker.queue_len("ttl0.dead").await.unwrap(), 1);
 }
+
+/// A message whose own time to live ran out while it waited behind one that had not: it
+/// expires once that one is taken, as on RabbitMQ. Its only timer had fired while it was
+/// not at the head, so that it stayed in the queue.
+#[tokio::test]
+async fn a_message_that_expired_behind_the_head_goes_when_the_head_is_taken() {
+    let broker = InMemoryBroker::new();
+    let mut spec = transient("ttl_mixed");
+    spec.message_ttl = Some(Duration::from_secs(60));
+    spec.dead_letter = Some(DeadLetterTarget {
+        exchange: String::new(),
+        routing_key: Some("ttl_mixed.dead".into()),
+        at_least_once: false,
+    });
+    broker
+        .declare_queue(&transient("ttl_mixed.dead"))
+        .await
+        .unwrap();
+    broker.declare_queue(&spec).await.unwrap();
+    let message = |expiration: Option<&str>| {
+        let mut message = Message {
+            exchange: "".into(),
+            routing_key: "ttl_mixed".into(),
+            body: bytes::Bytes::from_static(b"{}"),
+            properties: Default::default(),
+        };
+        message.properties.expiration = expiration.map(str::to_owned);
+        message
+    };
+    broker.publish(message(None)).await.unwrap();
+    broker.publish(message(Some("20"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        broker.queue_len("ttl_mixed").await.unwrap(),
+        2,
+        "behind the head"
+    );
+    let head = broker.get("ttl_mixed").await.unwrap().expect("the head");
+    head.ack().await.unwrap();
+    assert_eq!(broker.queue_len("ttl_mixed").await.unwrap(), 0);
+    assert_eq!(broker.queue_len("ttl_mixed.dead").await.unwrap(), 1);
+}
